@@ -1,0 +1,36 @@
+# Everything runs from .venv, which `make install` builds from pyproject.toml.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint demo bench migrate clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+test: $(STAMP) lint ## lint, then run the test suite on an embedded PostgreSQL (or TEST_DATABASE_URL)
+	$(PY) -m pytest
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check backend tests benchmarks localdev
+
+demo: $(STAMP) ## reproduce the staging bug and fix it, end to end, on an embedded PostgreSQL
+	$(PY) -m localdev.demo
+
+bench: $(STAMP) ## benchmarks, printed as ratios against the stock tools
+	$(PY) -m benchmarks
+
+migrate: $(STAMP) ## apply backend/app/migrations to DATABASE_URL
+	$(PY) -m app.migrate
+
+clean: ## remove .venv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache

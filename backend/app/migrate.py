@@ -1,0 +1,79 @@
+"""Apply the SQL files in app/migrations to a database, once each, in file-name order.
+
+Plain numbered SQL files and a tracking table: the schema is small, the files are what a DBA
+reads, and nothing else needs installing in the Lambda. Each file runs in its own transaction
+together with its row in `schema_migrations`, so a failed file leaves no half-applied state.
+Run as `make migrate` (uses DATABASE_URL) or `python -m app.migrate [--dsn URL]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def migration_files() -> list[Path]:
+    return sorted(MIGRATIONS_DIR.glob("*.sql"))
+
+
+def apply_migrations(conn) -> list[str]:
+    """Apply pending migrations on `conn` (left in autocommit=False); return the names applied."""
+    conn.autocommit = False
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        # Two deploys migrating at once must not both apply the same file.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('app.migrate'))")
+        cur.execute("SELECT name FROM schema_migrations")
+        done = {r[0] for r in cur.fetchall()}
+    conn.commit()
+    applied = []
+    for path in migration_files():
+        if path.name in done:
+            continue
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('app.migrate'))")
+            cur.execute(sql.SQL(path.read_text()))
+            cur.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,))
+        conn.commit()
+        applied.append(path.name)
+    return applied
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.migrate", description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", default=os.environ.get("DATABASE_URL"), help="default: DATABASE_URL")
+    args = parser.parse_args(argv)
+    if not args.dsn:
+        print("error: no database: set DATABASE_URL or pass --dsn", file=sys.stderr)
+        return 2
+    from dbsync.connect import connect
+    from dbsync.errors import DbSyncError
+
+    try:
+        conn = connect(args.dsn, role="database")
+    except DbSyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        applied = apply_migrations(conn)
+    except psycopg2.Error as exc:
+        print(f"error: migration failed: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

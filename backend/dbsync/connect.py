@@ -1,0 +1,63 @@
+"""Connections with clear one-line failures, a lock timeout, and DSNs that are safe to print."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from dbsync.errors import DbSyncError, pg_message
+
+DEFAULT_LOCK_TIMEOUT = "10s"
+_TIMEOUT_RE = re.compile(r"^\s*\d+\s*(us|ms|s|min|h|d)?\s*$")
+
+
+def lock_timeout_setting(value: str | None = None) -> str:
+    """LOCK_TIMEOUT as PostgreSQL understands it (`10s`, `500ms`, `2min`; `0` disables)."""
+    value = (value if value is not None else os.environ.get("LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT).strip()
+    if not _TIMEOUT_RE.match(value):
+        raise DbSyncError(f"LOCK_TIMEOUT={value!r} is not a duration such as 10s, 500ms or 2min")
+    return value
+
+
+def describe_dsn(dsn: str) -> str:
+    """`user@host:port/dbname` for messages and logs: everything but the password."""
+    try:
+        p = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError:
+        return "(unparseable connection string)"
+    host = p.get("host") or "local socket"
+    if host.startswith("/"):
+        host = f"socket {host}"
+    port = f":{p['port']}" if p.get("port") else ""
+    user = f"{p['user']}@" if p.get("user") else ""
+    return f"{user}{host}{port}/{p.get('dbname') or p.get('user') or '(default)'}"
+
+
+def connect(dsn: str, *, role: str = "database", lock_timeout: str | None = None,
+            application_name: str = "db-sync", connect_timeout: int = 10):
+    """Open a connection or raise DbSyncError naming `role` (source/target/database) and where."""
+    if not dsn:
+        raise DbSyncError(f"no {role} database given")
+    where = describe_dsn(dsn)
+    try:
+        psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError:
+        raise DbSyncError(f"the {role} connection string is not a valid PostgreSQL URL or DSN") from None
+    try:
+        conn = psycopg2.connect(dsn, application_name=application_name, connect_timeout=connect_timeout)
+    except psycopg2.Error as exc:
+        # libpq's text names host and user but never the password.
+        raise DbSyncError(f"cannot connect to the {role} database ({where}): {pg_message(exc)}") from None
+    timeout = lock_timeout_setting(lock_timeout)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(timeout)))
+        conn.commit()
+    except psycopg2.Error as exc:
+        conn.close()
+        raise DbSyncError(f"LOCK_TIMEOUT={timeout!r} was refused by the server: {pg_message(exc)}") from None
+    return conn
