@@ -48,7 +48,7 @@ def replicate_like_old_sync(source, target) -> list[str]:
             t.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         s.execute(_TABLES)
         tables = s.fetchall()
-        for oid, schema, name, relkind, is_partition, partkey, bound, parent in tables:
+        for oid, schema, name, _kind, is_partition, partkey, bound, parent in tables:
             s.execute(_COLUMNS, (oid,))
             cols = []
             for col, typ, notnull, islocal, default, genexpr, gen in s.fetchall():

@@ -1,0 +1,125 @@
+"""`db-sync`: the engine on the command line.
+
+    db-sync reset-sequences [--dsn URL] [--schema S]... [--dry-run] [--exact] [--no-create] [--json]
+    db-sync check-sequences [--dsn URL] [--schema S]... [--json]
+
+Exit status: 0 success; 1 a column ended in error (reset) or something is behind or missing
+(check); 2 bad input or an unreachable database (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from dbsync.connect import connect
+from dbsync.errors import DbSyncError
+from dbsync.sequences import check_sequences, reset_sequences
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+def _dsn_arg(parser: argparse.ArgumentParser, *, name: str = "--dsn", env: str = "DATABASE_URL",
+             help_text: str = "the database") -> None:
+    parser.add_argument(name, default=os.environ.get(env), metavar="URL",
+                        help=f"{help_text} (default: ${env})")
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A plain aligned text table."""
+    cells = [[h for _, h in columns]] + [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns]
+                                          for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _counts(rows: list[dict]) -> dict[str, int]:
+    out = {a: 0 for a in ("reset", "unchanged", "default_restored", "sequence_created", "error")}
+    for r in rows:
+        out[r["action"]] += 1
+    return out
+
+
+def cmd_reset_sequences(args) -> int:
+    conn = connect(args.dsn, role="database")
+    try:
+        rows = reset_sequences(conn, dry_run=args.dry_run, schemas=args.schema or None, exact=args.exact,
+                               create_missing=not args.no_create)
+    finally:
+        conn.close()
+    counts = _counts(rows)
+    if args.json:
+        print(json.dumps({"dry_run": args.dry_run, "counts": counts, "sequences": rows}, indent=2))
+    else:
+        if rows:
+            print(_table(rows, [("schema", "schema"), ("table", "table"), ("column", "column"),
+                                ("sequence", "sequence"), ("previous", "previous"), ("value", "next"),
+                                ("action", "action" + (" (dry run)" if args.dry_run else "")),
+                                ("error", "error")]))
+        else:
+            print("no sequence-fed columns found")
+        print(", ".join(f"{n} {a}" for a, n in counts.items() if n) or "nothing to do")
+    return EXIT_PROBLEM if counts["error"] else EXIT_OK
+
+
+def cmd_check_sequences(args) -> int:
+    conn = connect(args.dsn, role="database")
+    try:
+        problems = check_sequences(conn, schemas=args.schema or None)
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps({"ok": not problems, "problems": problems}, indent=2))
+    elif problems:
+        print(_table(problems, [("schema", "schema"), ("table", "table"), ("column", "column"),
+                                ("sequence", "sequence"), ("problem", "problem")]))
+        print(f"{len(problems)} column(s) would fail or collide on INSERT: run `db-sync reset-sequences`")
+    else:
+        print("ok: every sequence-fed column takes its next INSERT")
+    return EXIT_PROBLEM if problems else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="db-sync", description="Refresh staging from prod and keep it working.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("reset-sequences", help="move every sequence past its data; restore lost defaults",
+                       description="Repair every sequence-fed column so its next INSERT succeeds.")
+    _dsn_arg(p)
+    p.add_argument("--schema", action="append", metavar="S", help="only these schemas (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--exact", action="store_true",
+                   help="move sequences to right after the data even if they are ahead (may reuse values)")
+    p.add_argument("--no-create", action="store_true",
+                   help="do not create sequences for integer primary keys that have no default")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=cmd_reset_sequences)
+
+    p = sub.add_parser("check-sequences", help="list columns whose next INSERT would fail (exit 1 if any)",
+                       description="Exit 1 when any sequence-fed column is behind its data or missing.")
+    _dsn_arg(p)
+    p.add_argument("--schema", action="append", metavar="S", help="only these schemas (repeatable)")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=cmd_check_sequences)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DbSyncError as exc:
+        print(f"db-sync: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("db-sync: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
