@@ -76,10 +76,12 @@ fed AS (
     FROM links l JOIN pg_class s ON s.oid = l.seq AND s.relkind = 'S'
     GROUP BY l.tbl, l.att, l.seq
 )
-SELECT f.tbl, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname, a.attnum,
+SELECT f.tbl, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       a.attname, a.attnum,
        bt.typname, f.vias, a.attidentity <> '', ad.oid IS NOT NULL,
        has_column_privilege(c.oid, a.attnum, 'SELECT'), pg_has_role(c.relowner, 'USAGE'),
-       s.oid, sn.nspname, s.relname, quote_ident(sn.nspname) || '.' || quote_ident(s.relname), format_type(ps.seqtypid, NULL),
+       s.oid, sn.nspname, s.relname, quote_ident(sn.nspname) || '.' || quote_ident(s.relname),
+       format_type(ps.seqtypid, NULL),
        ps.seqstart, ps.seqincrement, ps.seqmin, ps.seqmax,
        has_sequence_privilege(s.oid, 'SELECT'), has_sequence_privilege(s.oid, 'UPDATE'),
        pg_has_role(s.relowner, 'USAGE')

@@ -394,7 +394,8 @@ def _plan_missing_keys(cur, schemas, by_seq: dict[int, SequencePlan]) -> list[Se
 def _existing_sequence_plan(cur, schema: str, name: str) -> SequencePlan:
     """A serial-named sequence that feeds no column yet (the old sync left it unattached)."""
     cur.execute(
-        "SELECT s.oid, quote_ident(n.nspname) || '.' || quote_ident(s.relname), format_type(ps.seqtypid, NULL), ps.seqstart,"
+        "SELECT s.oid, quote_ident(n.nspname) || '.' || quote_ident(s.relname), format_type(ps.seqtypid, NULL),"
+        " ps.seqstart,"
         " ps.seqincrement, ps.seqmin, ps.seqmax, has_sequence_privilege(s.oid, 'SELECT'),"
         " has_sequence_privilege(s.oid, 'UPDATE'), pg_has_role(s.relowner, 'USAGE')"
         " FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace JOIN pg_sequence ps ON ps.seqrelid = s.oid"
