@@ -10,6 +10,7 @@ so each run has every sequence to move.
 from __future__ import annotations
 
 import psycopg2
+from dbsync.errors import pg_message
 from psycopg2 import sql
 
 from benchmarks.common import (
@@ -23,7 +24,6 @@ from benchmarks.common import (
     median,
     timed,
 )
-from dbsync.errors import pg_message
 
 ROWS_PER_TABLE = 3
 # Tables created (or sequences broken) per transaction: a few locks each, far under the
