@@ -1,0 +1,239 @@
+"""TEMPORARY: `POST /api/v1/admin/reset-sequences`, the key-protected repair of a staging database
+whose sequences and `nextval` defaults the old db_sync lost.
+
+Everything about the route lives in this file (its settings, models, key check and audit log), so
+that removing it once the db_sync fix is verified is: delete this file and its one line in
+`app/api/v1/__init__.py`. Without ADMIN_API_KEY or ADMIN_API_KEY_SECRET_ARN the route is not
+mounted at all (404, absent from the OpenAPI document): it can never be open.
+
+Checks, in this order, before the request body is even read: the key (401, the same answer for a
+missing and a wrong one), the stage (403 on prod or an unset STAGE unless ADMIN_ALLOW_PROD), then
+the body (422). The route declares no body parameter on purpose: FastAPI would decode and validate
+a declared body before any dependency runs, answering 422 to a caller without the key.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+import psycopg2
+from dbsync.errors import DbSyncError, pg_message
+from dbsync.secrets import fetch_secret
+from dbsync.sequences import reset_sequences
+from fastapi import APIRouter, Depends, HTTPException, Request, Security, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.core.db import Database, get_database
+from app.core.log import logger
+from app.core.settings import Settings, get_app_settings
+from app.models.errors import ErrorBody
+
+PATH = "/admin/reset-sequences"
+ACTIONS = ("reset", "unchanged", "default_restored", "sequence_created", "error")
+UNAUTHORIZED = "missing or invalid API key"
+
+
+class AdminSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+
+    admin_api_key: SecretStr | None = None
+    admin_api_key_secret_arn: str | None = None
+    admin_allow_prod: bool = False
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.admin_api_key_secret_arn) or bool(
+            self.admin_api_key and self.admin_api_key.get_secret_value().strip())
+
+    def key(self) -> bytes:
+        """The key as bytes (UTF-8). ADMIN_API_KEY wins over the secret, as DATABASE_URL wins
+        over DB_SECRET_ARN. Surrounding whitespace is dropped: HTTP strips it from header values
+        too, and a secret written from a file often ends in a newline. Raises DbSyncError when
+        the secret cannot be read or is empty."""
+        if self.admin_api_key and self.admin_api_key.get_secret_value().strip():
+            return self.admin_api_key.get_secret_value().strip().encode()
+        text = fetch_secret(self.admin_api_key_secret_arn or "").strip()
+        if not text:
+            raise DbSyncError(f"secret {self.admin_api_key_secret_arn} is empty")
+        return text.encode()
+
+
+@lru_cache
+def get_admin_settings() -> AdminSettings:
+    return AdminSettings()
+
+
+class ResetSequencesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dry_run: bool = Field(default=False, description="report what would change, change nothing")
+    schemas: list[str] | None = Field(default=None, min_length=1,
+                                      description="only these schemas (default: every user schema)")
+    create_missing: bool = Field(default=True,
+                                 description="create a sequence for an integer key whose sequence was lost")
+
+
+class ResetCounts(BaseModel):
+    reset: int
+    unchanged: int
+    default_restored: int
+    sequence_created: int
+    error: int
+
+
+class SequenceResult(BaseModel):
+    """One sequence-fed column, as the engine reports it (extra engine keys pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    table: str
+    column: str
+    sequence: str | None
+    value: int | None = Field(description="what the next INSERT gets")
+    schema_: str | None = Field(default=None, alias="schema")
+    previous: int | None = Field(default=None, description="what it would have got before; null = failed")
+    action: Literal["reset", "unchanged", "default_restored", "sequence_created", "error"]
+    error: str | None = None
+
+
+class ResetSequencesResponse(BaseModel):
+    dry_run: bool
+    counts: ResetCounts
+    sequences: list[SequenceResult]
+
+
+# auto_error=False: this module answers a missing key itself, with the same 401 as a wrong one
+# (FastAPI's own answer changed from 403 to 401 in 0.122; see pyproject's pinned range).
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="the admin key (ADMIN_API_KEY or the ADMIN_API_KEY_SECRET_ARN secret)")
+
+
+def caller_ip(request: Request) -> str | None:
+    """The client address API Gateway saw (Mangum passes the event through), else the socket's."""
+    context = (request.scope.get("aws.event") or {}).get("requestContext") or {}
+    ip = (context.get("http") or {}).get("sourceIp") or (context.get("identity") or {}).get("sourceIp")
+    return ip or (request.client.host if request.client else None)
+
+
+def audit(request: Request, outcome: str, http_status: int, **fields: Any) -> None:
+    """The one audit line per call. Never pass the key or the request headers here."""
+    logger.info("admin reset-sequences", extra={
+        "audit": "admin.reset_sequences", "outcome": outcome, "status": http_status,
+        "caller_ip": caller_ip(request), **fields,
+    })
+
+
+class AdminGuard:
+    """The key check, then the stage check; both answer before the body is read."""
+
+    def __init__(self, admin: AdminSettings):
+        self.admin = admin
+
+    async def __call__(self, request: Request, api_key: Annotated[str | None, Security(api_key_header)],
+                       settings: Annotated[Settings, Depends(get_app_settings)]) -> None:
+        try:
+            expected = await run_in_threadpool(self.admin.key)
+        except DbSyncError as exc:
+            logger.error("admin key unavailable", extra={"error": str(exc)})
+            audit(request, "key_unavailable", 503)
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the admin key could not be read") from None
+        # Starlette decodes header bytes as latin-1, so encoding back gives the bytes sent; comparing
+        # bytes also keeps compare_digest from raising on a non-ASCII str.
+        given = (api_key or "").encode("latin-1")
+        if not secrets.compare_digest(given, expected):
+            audit(request, "unauthorized", 401, key_sent=api_key is not None)
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED,
+                                headers={"WWW-Authenticate": "APIKey"})
+        if settings.is_production and not self.admin.admin_allow_prod:
+            stage = f"STAGE={settings.stage!r}" if settings.stage else "STAGE is not set"
+            audit(request, "forbidden", 403, stage=settings.stage)
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"{stage}: reset-sequences runs only on a non-production stage "
+                                "(set ADMIN_ALLOW_PROD=true to override)")
+
+
+async def read_body(request: Request) -> ResetSequencesRequest:
+    """The optional JSON body, validated here because the route declares none (see above)."""
+    raw = await request.body()
+    if not raw.strip():
+        return ResetSequencesRequest()
+    try:
+        return ResetSequencesRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
+        ) from None
+
+
+def _summary(body: ResetSequencesRequest, results: list[dict]) -> ResetSequencesResponse:
+    counts = Counter(r["action"] for r in results)
+    return ResetSequencesResponse(
+        dry_run=body.dry_run,
+        counts=ResetCounts(**{a: counts.get(a, 0) for a in ACTIONS}),
+        sequences=[SequenceResult.model_validate(r) for r in results],
+    )
+
+
+async def reset_sequences_route(request: Request,
+                                db: Annotated[Database, Depends(get_database)]) -> ResetSequencesResponse:
+    body = await read_body(request)
+
+    def work(conn):
+        # The cached connection is idle, so the engine runs standalone and commits itself.
+        return reset_sequences(conn, dry_run=body.dry_run, schemas=body.schemas,
+                               create_missing=body.create_missing)
+
+    try:
+        results = await run_in_threadpool(db.run, work)
+    except psycopg2.errors.LockNotAvailable:
+        message = (f"lock timeout: another session holds a lock on a table or sequence "
+                   f"(LOCK_TIMEOUT={db.settings.lock_timeout}); try again")
+        return _refuse_503(request, body, message)
+    except DbSyncError as exc:
+        return _refuse_503(request, body, str(exc))
+    except psycopg2.Error as exc:
+        return _refuse_503(request, body, f"database error: {pg_message(exc)}")
+    summary = _summary(body, results)
+    audit(request, "ok" if not summary.counts.error else "partial", 200, dry_run=body.dry_run,
+          schemas=body.schemas, create_missing=body.create_missing, counts=summary.counts.model_dump())
+    return summary
+
+
+def _refuse_503(request: Request, body: ResetSequencesRequest, message: str):
+    audit(request, "database_error", 503, dry_run=body.dry_run, error=message)
+    raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, message)
+
+
+def build_router(admin: AdminSettings) -> APIRouter:
+    router = APIRouter(tags=["admin (temporary)"])
+    router.add_api_route(
+        PATH, reset_sequences_route, methods=["POST"],
+        dependencies=[Depends(AdminGuard(admin))],
+        response_model=ResetSequencesResponse,
+        summary="Repair sequence positions and nextval defaults on this (non-production) database",
+        responses={
+            401: {"model": ErrorBody, "description": "missing or invalid X-API-Key"},
+            403: {"model": ErrorBody, "description": "STAGE is prod or unset (see ADMIN_ALLOW_PROD)"},
+            422: {"description": "malformed body (only after the key and stage checks)"},
+            503: {"model": ErrorBody, "description": "database unreachable, a lock timeout, or no admin key"},
+        },
+        openapi_extra={"requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": ResetSequencesRequest.model_json_schema()}},
+        }},
+    )
+    return router
+
+
+def include_in(parent: APIRouter, admin: AdminSettings | None = None) -> None:
+    """Mount the route only when a key is configured: without one it does not exist."""
+    admin = admin or get_admin_settings()
+    if admin.configured:
+        parent.include_router(build_router(admin))
