@@ -11,7 +11,7 @@ from psycopg2 import sql
 API_ROLE = "book_api"
 
 # Rows per table at scale 1 (about 150 MB on disk with indexes).
-BASE_ROWS = {"users": 50_000, "authors": 20_000, "books": 200_000, "reviews": 600_000}
+BASE_ROWS = {"users": 40_000, "authors": 15_000, "books": 155_000, "reviews": 470_000}
 
 
 def ensure_role(conn, role: str = API_ROLE) -> None:
