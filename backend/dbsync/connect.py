@@ -41,7 +41,8 @@ def connect(dsn: str, *, role: str = "database", lock_timeout: str | None = None
             application_name: str = "db-sync", connect_timeout: int = 10):
     """Open a connection or raise DbSyncError naming `role` (source/target/database) and where."""
     if not dsn:
-        raise DbSyncError(f"no {role} database given")
+        what = "database" if role == "database" else f"{role} database"
+        raise DbSyncError(f"no {what} given: pass a connection URL or set its environment variable")
     where = describe_dsn(dsn)
     try:
         psycopg2.extensions.parse_dsn(dsn)

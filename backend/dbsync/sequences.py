@@ -184,7 +184,7 @@ class _Session:
     def close(self) -> None:
         self.cur.close()
         if not self.in_transaction and not self.conn.closed:
-            self.conn.rollback()  # only reads can be pending here; applied batches were committed
+            self.conn.commit()  # only reads can be pending here: ends the transaction, releases locks
             self.conn.autocommit = self._autocommit
 
 
