@@ -24,9 +24,10 @@ from types import SimpleNamespace
 import httpx
 import pytest
 import uvicorn
+from mangum import Mangum
+
 from app.core.settings import Settings, get_settings
 from app.main import create_app
-from mangum import Mangum
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_IP = "203.0.113.7"

@@ -7,7 +7,6 @@ one per configuration; the module-level `app` is the one Lambda and `uvicorn app
 from __future__ import annotations
 
 import psycopg2
-from dbsync.errors import DbSyncError, pg_message
 from fastapi import FastAPI, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -18,6 +17,7 @@ from app.core.db import Database
 from app.core.log import logger
 from app.core.settings import Settings, get_settings
 from app.models.errors import ErrorBody
+from dbsync.errors import DbSyncError, pg_message
 
 DB_UNAVAILABLE = "the database is unreachable or busy; try again"
 

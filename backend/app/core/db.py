@@ -13,13 +13,13 @@ from typing import TypeVar
 
 import psycopg2
 import psycopg2.extensions
-from dbsync.connect import connect, describe_dsn
-from dbsync.errors import DbSyncError, pg_message
-from dbsync.secrets import database_url_from_secret
 from starlette.requests import Request
 
 from app.core.log import logger
 from app.core.settings import Settings
+from dbsync.connect import connect, describe_dsn
+from dbsync.errors import DbSyncError, pg_message
+from dbsync.secrets import database_url_from_secret
 
 T = TypeVar("T")
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from dbsync.connect import DEFAULT_LOCK_TIMEOUT, lock_timeout_setting
-from dbsync.errors import DbSyncError
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import Request
+
+from dbsync.connect import DEFAULT_LOCK_TIMEOUT, lock_timeout_setting
+from dbsync.errors import DbSyncError
 
 PROD_STAGES = frozenset({"prod", "production"})
 

@@ -20,9 +20,6 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import psycopg2
-from dbsync.errors import DbSyncError, pg_message
-from dbsync.secrets import fetch_secret
-from dbsync.sequences import reset_sequences
 from fastapi import APIRouter, Depends, HTTPException, Request, Security, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +31,9 @@ from app.core.db import Database, get_database
 from app.core.log import logger
 from app.core.settings import Settings, get_app_settings
 from app.models.errors import ErrorBody
+from dbsync.errors import DbSyncError, pg_message
+from dbsync.secrets import fetch_secret
+from dbsync.sequences import reset_sequences
 
 PATH = "/admin/reset-sequences"
 ACTIONS = ("reset", "unchanged", "default_restored", "sequence_created", "error")
@@ -201,13 +201,22 @@ async def reset_sequences_route(request: Request,
     except psycopg2.Error as exc:
         return _refuse_503(request, body, f"database error: {pg_message(exc)}")
     summary = _summary(body, results)
-    audit(request, "ok" if not summary.counts.error else "partial", 200, dry_run=body.dry_run,
-          schemas=body.schemas, create_missing=body.create_missing, counts=summary.counts.model_dump())
+    counts = summary.counts.model_dump()
+    # The engine reports a lock timeout on one column and goes on with the others. Busy is
+    # transient, so the caller gets a 503 to retry on, which says what did get done.
+    locked = [r for r in summary.sequences if r.action == "error" and "lock timeout" in (r.error or "")]
+    if locked:
+        done = len(summary.sequences) - counts["error"]
+        return _refuse_503(request, body, f"{locked[0].error}; {len(locked)} column(s) locked, {done} handled"
+                           f"{' (dry run)' if body.dry_run else ''}: call again once the lock is released",
+                           counts=counts)
+    audit(request, "ok" if not counts["error"] else "partial", 200, dry_run=body.dry_run,
+          schemas=body.schemas, create_missing=body.create_missing, counts=counts)
     return summary
 
 
-def _refuse_503(request: Request, body: ResetSequencesRequest, message: str):
-    audit(request, "database_error", 503, dry_run=body.dry_run, error=message)
+def _refuse_503(request: Request, body: ResetSequencesRequest, message: str, **fields: Any):
+    audit(request, "database_error", 503, dry_run=body.dry_run, error=message, **fields)
     raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, message)
 
 
