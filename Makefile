@@ -34,3 +34,9 @@ migrate: $(STAMP) ## apply backend/app/migrations to DATABASE_URL
 
 clean: ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# admin-route:begin
+.PHONY: teardown-admin-route
+teardown-admin-route: ## delete the temporary admin route and this tooling (once the sync is verified)
+	python3 scripts/teardown_admin_route.py
+# admin-route:end
