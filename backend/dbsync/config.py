@@ -1,0 +1,87 @@
+"""The sync's two databases from the environment: a URL, or an AWS Secrets Manager secret.
+
+    SOURCE_DATABASE_URL  or  SOURCE_DB_SECRET_ARN (+ SOURCE_DB_HOST / SOURCE_DB_PORT / SOURCE_DB_NAME)
+    TARGET_DATABASE_URL  or  TARGET_DB_SECRET_ARN (+ TARGET_DB_HOST / TARGET_DB_PORT / TARGET_DB_NAME)
+
+A secret holds the full RDS JSON or only username/password (an RDS-managed master secret); the
+*_DB_HOST/_PORT/_NAME settings fill in what it lacks. Secrets are cached across warm Lambda
+invocations, so after a rotation the cached password is stale: an authentication failure
+re-fetches the secret once, bypassing the cache, and tries again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dbsync.connect import connect, describe_dsn
+from dbsync.errors import DbSyncError
+from dbsync.secrets import database_url_from_secret
+
+# libpq's wording when the server rejects the credentials (password, SCRAM, md5, PAM, …).
+_AUTH_FAILURE_MARKERS = ("authentication failed", "password authentication", "no password supplied")
+
+
+def is_auth_failure(message: str) -> bool:
+    text = message.lower()
+    return any(m in text for m in _AUTH_FAILURE_MARKERS)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One side of the sync (`role` is "source" or "target"), as configured."""
+
+    role: str
+    url: str | None = None
+    secret_arn: str | None = None
+    host: str | None = None
+    port: str | None = None
+    dbname: str | None = None
+
+    def resolve(self, *, force_fetch: bool = False) -> str:
+        if self.url:
+            return self.url
+        return database_url_from_secret(self.secret_arn, host=self.host, port=self.port, dbname=self.dbname,
+                                        force_fetch=force_fetch)
+
+    def connect(self, role: str | None = None):
+        """Connect; for a secret, re-fetch once after an authentication failure (rotation)."""
+        role = role or self.role
+        try:
+            return connect(self.resolve(), role=role)
+        except DbSyncError as exc:
+            if not self.secret_arn or not is_auth_failure(str(exc)):
+                raise
+        return connect(self.resolve(force_fetch=True), role=role)
+
+    def describe(self) -> str:
+        """Where it points, never the password."""
+        if self.url:
+            return describe_dsn(self.url)
+        where = "/".join(x for x in (self.host, self.dbname) if x)
+        return f"secret {self.secret_arn}" + (f" ({where})" if where else "")
+
+
+def endpoint_from_env(role: str, env: Mapping[str, str] | None = None) -> Endpoint:
+    """`role` "source" or "target" → its Endpoint from SOURCE_* / TARGET_* settings."""
+    env = os.environ if env is None else env
+    prefix = role.upper()
+
+    def get(name: str) -> str | None:
+        value = env.get(f"{prefix}_{name}")
+        return value.strip() if value and value.strip() else None
+
+    url, arn = get("DATABASE_URL"), get("DB_SECRET_ARN")
+    if url and arn:
+        raise DbSyncError(f"both {prefix}_DATABASE_URL and {prefix}_DB_SECRET_ARN are set; set only one")
+    if not url and not arn:
+        raise DbSyncError(f"no {role} database configured: set {prefix}_DATABASE_URL or {prefix}_DB_SECRET_ARN")
+    port = get("DB_PORT")
+    if port is not None and not port.isdigit():
+        raise DbSyncError(f"{prefix}_DB_PORT={port!r} is not a port number")
+    return Endpoint(role, url=url, secret_arn=arn, host=get("DB_HOST"), port=port, dbname=get("DB_NAME"))
+
+
+def endpoints_from_env(env: Mapping[str, str] | None = None) -> tuple[Endpoint, Endpoint]:
+    return endpoint_from_env("source", env), endpoint_from_env("target", env)

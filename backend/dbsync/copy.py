@@ -1,0 +1,178 @@
+"""Stream one table from the source's `COPY … TO STDOUT` into the target's `COPY … FROM STDIN`.
+
+psycopg2 runs each COPY as one blocking call that pushes rows into a file's write() (out) or
+pulls data from a file's read() (in). The source's COPY runs in a thread and writes into a
+bounded queue of ~256 KB chunks; the target's COPY, in the caller's thread, reads from it. Both
+calls release the GIL while they wait on the network, so the two servers work at the same time,
+and memory stays at a few MB whatever the table's size.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from psycopg2 import sql
+
+CHUNK_BYTES = 256 * 1024
+QUEUE_CHUNKS = 8  # memory bound: QUEUE_CHUNKS × CHUNK_BYTES in flight, plus one chunk each side
+
+
+class _ConsumerGone(Exception):
+    """The target stopped reading (its COPY failed): the source side gives up."""
+
+
+class _EOF:
+    pass
+
+
+class ChunkPipe:
+    """File-like on both ends: write() for the source COPY, read() for the target COPY."""
+
+    def __init__(self, chunk_bytes: int = CHUNK_BYTES, max_chunks: int = QUEUE_CHUNKS):
+        self._queue: queue.Queue = queue.Queue(maxsize=max_chunks)
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._chunk_bytes = chunk_bytes
+        self._closed = threading.Event()
+        self._eof = False
+        self.bytes = 0
+
+    # producer side
+    def write(self, data: bytes) -> None:
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= self._chunk_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._parts:
+            chunk = b"".join(self._parts)
+            self._parts.clear()
+            self._size = 0
+            self._put(chunk)
+
+    def _put(self, item) -> None:
+        while True:
+            if self._closed.is_set():
+                raise _ConsumerGone()
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        self._flush()
+        self._put(_EOF)
+
+    def fail(self, exc: BaseException) -> None:
+        try:
+            self._put(exc)
+        except _ConsumerGone:
+            pass
+
+    # consumer side
+    def read(self, size: int = -1) -> bytes:
+        if self._eof:
+            return b""
+        item = self._queue.get()
+        if item is _EOF:
+            self._eof = True
+            return b""
+        if isinstance(item, BaseException):
+            self._eof = True
+            raise item
+        self.bytes += len(item)
+        return item
+
+    def close(self) -> None:
+        """The consumer is done (or failed): unblock the producer."""
+        self._closed.set()
+
+
+class SourceCopyError(Exception):
+    """The source side of a copy failed; carries the original error."""
+
+    def __init__(self, original: BaseException):
+        super().__init__(str(original))
+        self.original = original
+
+
+@dataclass
+class CopyResult:
+    source_rows: int
+    target_rows: int
+    bytes: int
+    seconds: float
+    format: str
+
+
+def copy_out_statement(table_ident: sql.Composable, columns: list[str], *, select: bool,
+                       binary: bool) -> sql.Composed:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    fmt = sql.SQL(" WITH (FORMAT binary)") if binary else sql.SQL("")
+    if select:
+        # A partitioned table: its rows live in the partitions, which a SELECT on it reads.
+        return sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT{}").format(cols, table_ident, fmt)
+    return sql.SQL("COPY {} ({}) TO STDOUT{}").format(table_ident, cols, fmt)
+
+
+def copy_in_statement(table_ident: sql.Composable, columns: list[str], *, binary: bool,
+                      freeze: bool) -> sql.Composed:
+    options = []
+    if binary:
+        options.append(sql.SQL("FORMAT binary"))
+    if freeze:
+        # Legal because the sync truncated the table in this same transaction: rows are
+        # written frozen, sparing staging the later anti-wraparound VACUUM of every page.
+        options.append(sql.SQL("FREEZE"))
+    opts = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(options)) if options else sql.SQL("")
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    return sql.SQL("COPY {} ({}) FROM STDIN{}").format(table_ident, cols, opts)
+
+
+def stream_copy(source_conn, target_conn, copy_out: sql.Composed, copy_in: sql.Composed, *,
+                binary: bool = False) -> CopyResult:
+    """Run both COPYs at once through a ChunkPipe. Raises SourceCopyError if the source side
+    failed, or the target's psycopg2 error if the target side did; either way the caller rolls
+    back (the target transaction is aborted by then)."""
+    pipe = ChunkPipe()
+    out_text = copy_out.as_string(source_conn)
+    in_text = copy_in.as_string(target_conn)
+    outcome: dict = {}
+    src_cur = source_conn.cursor()
+    tgt_cur = target_conn.cursor()
+
+    def produce():
+        try:
+            src_cur.copy_expert(out_text, pipe, size=CHUNK_BYTES)
+            outcome["rows"] = src_cur.rowcount
+            pipe.finish()
+        except _ConsumerGone:
+            outcome["gone"] = True
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            outcome["error"] = exc
+            pipe.fail(SourceCopyError(exc))
+
+    started = time.perf_counter()
+    thread = threading.Thread(target=produce, name="dbsync-copy-out", daemon=True)
+    thread.start()
+    try:
+        tgt_cur.copy_expert(in_text, pipe, size=CHUNK_BYTES)
+        target_rows = tgt_cur.rowcount
+    except BaseException:
+        pipe.close()
+        thread.join(timeout=30)
+        if "error" in outcome:
+            raise SourceCopyError(outcome["error"]) from None
+        raise
+    finally:
+        pipe.close()
+    thread.join()
+    if "error" in outcome:  # the target finished but the source did not say so cleanly
+        raise SourceCopyError(outcome["error"])
+    return CopyResult(outcome.get("rows", -1), target_rows, pipe.bytes, time.perf_counter() - started,
+                      "binary" if binary else "text")

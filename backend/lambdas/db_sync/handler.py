@@ -1,0 +1,91 @@
+"""The db_sync Lambda: event → sync_databases() (or the sequence check) → result.
+
+Events:
+  - the EventBridge schedule (any event without an "action", e.g. {"source": "aws.events", …}),
+    or {"action": "sync", "tables": [...], "dry_run": false}: run the sync;
+  - {"action": "check-sequences"}: only check the target's sequences; returns
+    {"ok": bool, "problems": [...]} (CI gates on it after a deploy).
+
+A failed sync raises (one-line message): the invocation then counts as an error, so the
+function's Errors alarm and the asynchronous on-failure destination fire. Returning an error
+dict would look like success to both. The target is unchanged whenever it raises.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+
+from dbsync.config import endpoint_from_env, endpoints_from_env
+from dbsync.errors import DbSyncError
+from dbsync.sequences import check_sequences, reset_sequences
+from dbsync.sync import sync_databases
+
+__all__ = ["lambda_handler", "reset_sequences", "sync_databases"]
+
+logger = Logger(service="db_sync")
+
+_ACTIONS = ("sync", "check-sequences")
+
+
+def _parse(event) -> dict:
+    if event is None:
+        event = {}
+    if not isinstance(event, dict):
+        raise DbSyncError("the event must be a JSON object")
+    action = event.get("action", "sync")
+    if action not in _ACTIONS:
+        raise DbSyncError(f"unknown action {action!r}: expected one of {', '.join(_ACTIONS)}")
+    tables = event.get("tables")
+    if tables is not None and (not isinstance(tables, list) or not all(isinstance(t, str) for t in tables)):
+        raise DbSyncError("\"tables\" must be a list of table names")
+    return {"action": action, "tables": tables or None, "dry_run": bool(event.get("dry_run", False))}
+
+
+def _log_progress(event: dict) -> None:
+    if event.get("event") == "table_done":
+        seconds = event["seconds"] or 1e-9
+        logger.info("table copied", extra={"table": event["table"], "rows": event["rows"], "bytes": event["bytes"],
+                                           "seconds": event["seconds"],
+                                           "mb_per_s": round(event["bytes"] / 2**20 / seconds, 2)})
+
+
+def _check(_request: dict) -> dict:
+    target = endpoint_from_env("target")
+    conn = target.connect()
+    try:
+        problems = check_sequences(conn)
+    finally:
+        conn.close()
+    result = {"ok": not problems, "problems": problems}
+    logger.info("sequence check finished", extra={"target": target.describe(), "ok": result["ok"],
+                                                   "problems": len(problems)})
+    return result
+
+
+def _sync(request: dict) -> dict:
+    source, target = endpoints_from_env()
+    logger.info("sync starting", extra={"source": source.describe(), "target": target.describe(),
+                                        "tables": request["tables"], "dry_run": request["dry_run"]})
+    result = sync_databases(source, target, tables=request["tables"], dry_run=request["dry_run"],
+                            progress=_log_progress)
+    logger.info("sync finished", extra={
+        "tables": len(result["tables"]), "rows": sum(t.get("rows", 0) for t in result["tables"]),
+        "sequences_reset": len(result["sequences_reset"]), "timings": result["timings"],
+        "dry_run": result["dry_run"]})
+    return result
+
+
+def lambda_handler(event, context):
+    logger.clear_state()
+    # Not inject_lambda_context: it requires a full context object; tests and manual runs pass None.
+    logger.append_keys(function_request_id=getattr(context, "aws_request_id", None))
+    try:
+        request = _parse(event)
+        logger.append_keys(action=request["action"])
+        if request["action"] == "check-sequences":
+            return _check(request)
+        return _sync(request)
+    except DbSyncError as exc:
+        # One line, no traceback, no password (DbSyncError messages never carry one).
+        logger.error("db_sync failed", extra={"error": str(exc)})
+        raise DbSyncError(str(exc)) from None

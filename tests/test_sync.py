@@ -1,0 +1,541 @@
+"""The sync on a real PostgreSQL: the bug fixed, atomicity under injected failures, faithful rows,
+foreign keys, sequences mirroring prod."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from dbsync.errors import DbSyncError
+from dbsync.sync import sync_databases
+
+TABLES = ("authors", "book_authors", "books", "reviews", "schema_migrations", "users")
+
+
+@pytest.fixture(autouse=True)
+def _no_allowlist(monkeypatch):
+    # The tests' targets are local (socket or loopback): allowed when the list is unset.
+    monkeypatch.delenv("SYNC_TARGET_ALLOWLIST", raising=False)
+    monkeypatch.delenv("LOCK_TIMEOUT", raising=False)
+
+
+def run(cur, query, args=None):
+    cur.execute(query, args)
+    return cur.fetchall()
+
+
+def snapshot(dsn: str) -> dict:
+    """Everything a sync could change: rows (hashed), sequences and their positions, column
+    defaults and identity, constraints, triggers' enabled state."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            out = {}
+            for schema, name in run(cur, "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
+                                         " ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p')"
+                                         " AND n.nspname NOT IN ('pg_catalog','information_schema')"
+                                         " AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1, 2"):
+                t = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+                cur.execute(sql.SQL("SELECT count(*), coalesce(sum(hashtext(x::text)::bigint), 0)"
+                                    " FROM ONLY {} x").format(t))
+                out[f"rows {schema}.{name}"] = cur.fetchone()
+            for schema, name in run(cur, "SELECT schemaname, sequencename FROM pg_sequences ORDER BY 1, 2"):
+                cur.execute(sql.SQL("SELECT last_value, is_called FROM {}.{}").format(
+                    sql.Identifier(schema), sql.Identifier(name)))
+                out[f"seq {schema}.{name}"] = cur.fetchone()
+            out["sequences"] = run(cur, "SELECT * FROM pg_sequences ORDER BY 1, 2")
+            out["columns"] = run(cur, "SELECT c.relname, a.attname, a.attidentity, a.attnotnull,"
+                                      " pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a"
+                                      " JOIN pg_class c ON c.oid = a.attrelid"
+                                      " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+                                      " WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0"
+                                      " ORDER BY 1, 2")
+            out["constraints"] = run(cur, "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
+                                          " FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
+                                          " ORDER BY 1, 2")
+            out["triggers"] = run(cur, "SELECT tgrelid::regclass::text, tgname, tgenabled FROM pg_trigger"
+                                       " WHERE NOT tgisinternal ORDER BY 1, 2")
+        conn.rollback()
+        return out
+    finally:
+        conn.close()
+
+
+def data_fingerprint(dsn: str) -> dict:
+    return {k: v for k, v in snapshot(dsn).items() if k.startswith("rows ")}
+
+
+def next_values(dsn: str) -> dict:
+    """What the next nextval() of each sequence returns, without calling it."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            out = {}
+            for schema, name, inc in run(cur, "SELECT schemaname, sequencename, increment_by FROM pg_sequences"):
+                cur.execute(sql.SQL("SELECT CASE WHEN is_called THEN last_value + %s ELSE last_value END"
+                                    " FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(name)), (inc,))
+                out[f"{schema}.{name}"] = cur.fetchone()[0]
+        conn.rollback()
+        return out
+    finally:
+        conn.close()
+
+
+def insert_book(conn, title="new book") -> int:
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO books (title) VALUES (%s) RETURNING id", (title,))
+        (book_id,) = cur.fetchone()
+    conn.commit()
+    return book_id
+
+
+# -- the bug, reproduced and fixed ---------------------------------------------------------------
+
+def test_old_sync_bug_reproduced_then_fixed_by_the_sync(prod_and_staging, connect_db):
+    prod_dsn, staging_dsn = prod_and_staging
+    staging = connect_db(staging_dsn)
+    with pytest.raises(psycopg2.errors.NotNullViolation,
+                       match='null value in column "id" of relation "books" violates not-null constraint'):
+        insert_book(staging)
+    staging.rollback()
+    prod_next = next_values(prod_dsn)
+
+    events = []
+    result = sync_databases(prod_dsn, staging_dsn, progress=events.append)
+
+    json.dumps(result)  # the Lambda returns it as is
+    assert [t["table"] for t in result["tables"]] == [f"public.{t}" for t in TABLES]
+    assert result["validation"]["ok"] and all(t["ok"] for t in result["validation"]["tables"])
+    assert {t["table"]: t["rows"] for t in result["tables"]} == {
+        t["table"]: t["source_rows"] for t in result["validation"]["tables"]}
+    assert set(result["timings"]) >= {"guards", "copy", "sequences", "commit", "total"}
+    assert [e["event"] for e in events if e["event"] == "table_done"] == ["table_done"] * len(TABLES)
+    assert data_fingerprint(staging_dsn) == data_fingerprint(prod_dsn)
+
+    # sequences_reset: the engine's dicts, one per sequence-fed column, each at prod's position.
+    reset = {(r["table"], r["column"]): r for r in result["sequences_reset"]}
+    assert set(reset) == {("users", "id"), ("authors", "id"), ("books", "id"), ("reviews", "id")}
+    for r in reset.values():
+        assert r["action"] != "error" and r["sequence"] and r["value"] == prod_next[r["sequence"]]
+    assert next_values(staging_dsn) == prod_next
+    # Prod's reviews sequence stands past its data (rows were deleted): staging's mirrors it.
+    with staging.cursor() as cur:
+        cur.execute("SELECT max(id) FROM reviews")
+        assert prod_next["public.reviews_id_seq"] > cur.fetchone()[0] + 1
+
+    # INSERTs work, with the ids prod would hand out next; as the API's role too (grants).
+    assert insert_book(staging) == prod_next["public.books_id_seq"]
+    assert insert_book(staging) == prod_next["public.books_id_seq"] + 1
+    with staging.cursor() as cur:
+        cur.execute("SET ROLE book_api")
+        cur.execute("INSERT INTO reviews (book_id, user_id, rating) VALUES (1, 1, 5) RETURNING id")
+        assert cur.fetchone()[0] == prod_next["public.reviews_id_seq"]
+        cur.execute("INSERT INTO users (email, display_name) VALUES ('x@example.com', 'x') RETURNING id")
+        assert cur.fetchone()[0] == prod_next["public.users_id_seq"]
+        cur.execute("RESET ROLE")
+        # Identity came back as in prod, serials as serials.
+        cur.execute("SELECT attidentity FROM pg_attribute WHERE attrelid = 'reviews'::regclass AND attname = 'id'")
+        assert cur.fetchone()[0] == "d"
+        cur.execute("SELECT pg_get_serial_sequence('books', 'id')")
+        assert cur.fetchone()[0] == "public.books_id_seq"
+    staging.commit()
+
+
+def test_second_sync_mirrors_moved_prod_sequences(prod_and_staging, connect_db):
+    prod_dsn, staging_dsn = prod_and_staging
+    sync_databases(prod_dsn, staging_dsn)
+    prod = connect_db(prod_dsn)
+    with prod.cursor() as cur:
+        cur.execute("SELECT setval('books_id_seq', 5000)")  # prod handed out ids up to 5000, kept none
+        cur.execute("DELETE FROM reviews WHERE id > 100")
+    prod.commit()
+    result = sync_databases(prod_dsn, staging_dsn)
+    assert next_values(staging_dsn) == next_values(prod_dsn)
+    assert {r["sequence"]: r["value"] for r in result["sequences_reset"]}["public.books_id_seq"] == 5001
+    assert data_fingerprint(staging_dsn) == data_fingerprint(prod_dsn)
+    assert not [c for c in result["schema_changes"] if c["action"] == "sequence_created"]  # already there
+
+
+# -- atomicity ---------------------------------------------------------------------------------
+
+def test_server_error_on_third_table_leaves_old_sync_staging_unchanged(prod_and_staging, connect_db):
+    prod_dsn, staging_dsn = prod_and_staging
+    staging = connect_db(staging_dsn)
+    with staging.cursor() as cur:
+        # Only the target refuses some of prod's rows (existing rows are not checked: NOT VALID).
+        cur.execute("ALTER TABLE books ADD CONSTRAINT staging_only CHECK (published_year < 1950) NOT VALID")
+    staging.commit()
+    before = snapshot(staging_dsn)
+    events = []
+    with pytest.raises(DbSyncError) as err:
+        sync_databases(prod_dsn, staging_dsn, progress=events.append)
+    msg = str(err.value)
+    assert "copying public.books" in msg and "staging_only" in msg and "unchanged" in msg and "\n" not in msg
+    assert [e["table"] for e in events if e["event"] == "table_done"] == ["public.authors", "public.book_authors"]
+    assert snapshot(staging_dsn) == before  # rows, no sequence created, no default, constraints as they were
+
+
+def test_killed_target_connection_mid_copy_leaves_target_unchanged(prod_and_staging, connect_db):
+    prod_dsn, staging_dsn = prod_and_staging
+    sync_databases(prod_dsn, staging_dsn)  # staging now has sequences: they must survive the failure too
+    prod = connect_db(prod_dsn)
+    with prod.cursor() as cur:
+        cur.execute("INSERT INTO books (title, published_year) SELECT 'more ' || i, 1990 FROM generate_series(1, 50) i")
+        cur.execute("SELECT setval('users_id_seq', 900)")
+    prod.commit()
+    staging = connect_db(staging_dsn)
+    with staging.cursor() as cur:
+        # The target's backend kills itself in the middle of the books COPY (row 20 of the stream).
+        cur.execute("CREATE FUNCTION die_at(n int) RETURNS boolean LANGUAGE plpgsql AS $$"
+                    " BEGIN IF n = 20 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;"
+                    " RETURN true; END $$")
+        cur.execute("ALTER TABLE books ADD CONSTRAINT dies CHECK (die_at(id)) NOT VALID")
+    staging.commit()
+    before = snapshot(staging_dsn)
+    with pytest.raises(DbSyncError) as err:
+        sync_databases(prod_dsn, staging_dsn)
+    msg = str(err.value)
+    assert "lost the connection to the target while copying public.books" in msg and "unchanged" in msg
+    assert snapshot(staging_dsn) == before
+
+
+def test_target_terminated_from_another_session_between_tables(prod_and_staging, connect_db):
+    prod_dsn, staging_dsn = prod_and_staging
+    sync_databases(prod_dsn, staging_dsn)
+    prod = connect_db(prod_dsn)
+    with prod.cursor() as cur:
+        cur.execute("DELETE FROM reviews WHERE id % 2 = 0")
+    prod.commit()
+    before = snapshot(staging_dsn)
+    killer = connect_db(prod_dsn, autocommit=True)
+
+    def kill_target(event):
+        if event["event"] == "table_start" and event["index"] == 3:
+            with killer.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = %s AND application_name = 'db-sync'",
+                            (psycopg2.extensions.parse_dsn(staging_dsn)["dbname"],))
+
+    with pytest.raises(DbSyncError, match="lost the connection to the target"):
+        sync_databases(prod_dsn, staging_dsn, progress=kill_target)
+    assert snapshot(staging_dsn) == before
+
+
+def test_source_failure_mid_sync_rolls_back_the_target(prod_and_staging, connect_db):
+    prod_dsn, staging_dsn = prod_and_staging
+    before = snapshot(staging_dsn)
+    killer = connect_db(prod_dsn, autocommit=True)
+
+    def kill_source(event):
+        if event["event"] == "table_start" and event["index"] == 2:
+            with killer.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname ="
+                            " current_database() AND application_name = 'db-sync'")
+
+    with pytest.raises(DbSyncError, match="reading the source failed while copying public.book_authors"):
+        sync_databases(prod_dsn, staging_dsn, progress=kill_source)
+    assert snapshot(staging_dsn) == before
+
+
+def test_sequence_error_fails_the_sync_and_rolls_back(prod_and_staging, connect_db):
+    prod_dsn, staging_dsn = prod_and_staging
+    sync_databases(prod_dsn, staging_dsn)
+    prod = connect_db(prod_dsn)
+    with prod.cursor() as cur:
+        cur.execute("INSERT INTO authors (name) VALUES ('late')")
+        # Prod's authors serial is exhausted: its next value is past the integer MAXVALUE.
+        cur.execute("SELECT setval('authors_id_seq', 2147483647)")
+    prod.commit()
+    before = snapshot(staging_dsn)
+    with pytest.raises(DbSyncError) as err:
+        sync_databases(prod_dsn, staging_dsn)
+    msg = str(err.value)
+    assert msg.startswith("sequence repair failed, so nothing was committed: authors.id (public.authors_id_seq)")
+    assert "2147483648" in msg
+    assert snapshot(staging_dsn) == before  # the new author is not there; sequences where they were
+
+
+# -- guards --------------------------------------------------------------------------------------
+
+def test_second_concurrent_sync_is_refused(prod_and_staging):
+    prod_dsn, staging_dsn = prod_and_staging
+    inside, release = threading.Event(), threading.Event()
+    outcome = {}
+
+    def hold(event):
+        if event["event"] == "table_start" and event["index"] == 2:
+            inside.set()
+            release.wait(30)
+
+    def first():
+        try:
+            outcome["result"] = sync_databases(prod_dsn, staging_dsn, progress=hold)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    t = threading.Thread(target=first)
+    t.start()
+    try:
+        assert inside.wait(30)
+        with pytest.raises(DbSyncError, match="another sync is running against this target"):
+            sync_databases(prod_dsn, staging_dsn)
+    finally:
+        release.set()
+        t.join(30)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"]["validation"]["ok"]
+    assert data_fingerprint(staging_dsn) == data_fingerprint(prod_dsn)
+
+
+def test_same_database_reached_another_way_is_refused(pg_server, prod_and_staging):
+    prod_dsn, _ = prod_and_staging
+    name = psycopg2.extensions.parse_dsn(prod_dsn)["dbname"]
+    before = snapshot(prod_dsn)
+    ways = ["socket", "127.0.0.1"] + (["::1"] if getattr(pg_server, "has_ipv6", False) else [])
+    for src in ways:
+        for tgt in ways:
+            with pytest.raises(DbSyncError, match="source and target are the same database"):
+                sync_databases(pg_server.dsn(name, via=src), pg_server.dsn(name, via=tgt))
+    assert snapshot(prod_dsn) == before
+
+
+def test_target_not_in_allowlist_is_refused_and_listed_one_allowed(pg_server, prod_and_staging):
+    prod_dsn, staging_dsn = prod_and_staging
+    staging_name = psycopg2.extensions.parse_dsn(staging_dsn)["dbname"]
+    before = snapshot(staging_dsn)
+    for allow in ("prod-db.example.com/" + staging_name, "some_other_db", f"otherhost/{staging_name}"):
+        with pytest.raises(DbSyncError, match="is not in SYNC_TARGET_ALLOWLIST"):
+            sync_databases(prod_dsn, pg_server.dsn(staging_name, via="127.0.0.1"), allowlist=allow)
+    assert snapshot(staging_dsn) == before
+    result = sync_databases(prod_dsn, pg_server.dsn(staging_name, via="127.0.0.1"),
+                            allowlist=f"other, 127.0.0.1/{staging_name}")
+    assert result["validation"]["ok"]
+    assert sync_databases(prod_dsn, staging_dsn, allowlist=staging_name)["validation"]["ok"]
+
+
+def test_allowlist_from_environment(monkeypatch, prod_and_staging):
+    prod_dsn, staging_dsn = prod_and_staging
+    monkeypatch.setenv("SYNC_TARGET_ALLOWLIST", "staging.internal/staging")
+    with pytest.raises(DbSyncError, match="SYNC_TARGET_ALLOWLIST"):
+        sync_databases(prod_dsn, staging_dsn)
+
+
+def test_lock_timeout_on_a_busy_target_fails_cleanly(prod_and_staging, connect_db, monkeypatch):
+    prod_dsn, staging_dsn = prod_and_staging
+    monkeypatch.setenv("LOCK_TIMEOUT", "300ms")
+    before = snapshot(staging_dsn)
+    reader = connect_db(staging_dsn)
+    with reader.cursor() as cur:
+        cur.execute("SELECT count(*) FROM reviews")  # an open transaction holding a lock on reviews
+    with pytest.raises(DbSyncError, match=r"timed out waiting for a lock on the target .*LOCK_TIMEOUT"):
+        sync_databases(prod_dsn, staging_dsn)
+    reader.rollback()
+    assert snapshot(staging_dsn) == before
+
+
+def test_lock_table_estimate_refuses_naming_the_setting(prod_and_staging, monkeypatch):
+    from dbsync import guards
+
+    prod_dsn, staging_dsn = prod_and_staging
+    conn = psycopg2.connect(staging_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT oid FROM pg_class WHERE relname IN ('books', 'reviews')")
+            oids = [r[0] for r in cur.fetchall()]
+            # books: table, pkey, isbn key, owner index, TOAST table + index; reviews: table, pkey,
+            # book index, TOAST table + index (no sequences yet on the old-sync staging)
+            assert guards.estimate_locks(conn, oids, side="target") == 6 + 5
+            capacity, how = guards.lock_capacity(conn)
+            cur.execute("SELECT current_setting('max_locks_per_transaction')::int")
+            assert capacity >= cur.fetchone()[0] and "max_locks_per_transaction=" in how
+    finally:
+        conn.close()
+    before = snapshot(staging_dsn)
+    # A server whose lock table is too small for this schema (the real one would need thousands of
+    # tables to overflow; the estimate is real, only the capacity is shrunk).
+    monkeypatch.setattr(guards, "lock_capacity", lambda conn: (20, "max_locks_per_transaction=2 × (10 + 0)"))
+    with pytest.raises(DbSyncError, match=r"raise max_locks_per_transaction on the target"):
+        sync_databases(prod_dsn, staging_dsn)
+    assert snapshot(staging_dsn) == before
+
+
+def test_target_tables_not_owned_by_the_sync_role_are_refused(pg_server, prod_and_staging, connect_db):
+    prod_dsn, staging_dsn = prod_and_staging
+    staging_name = psycopg2.extensions.parse_dsn(staging_dsn)["dbname"]
+    admin = connect_db(staging_dsn, autocommit=True)
+    with admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'dbsync_not_owner'")
+        if not cur.fetchone():
+            cur.execute("CREATE ROLE dbsync_not_owner LOGIN")
+        cur.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO dbsync_not_owner")
+    before = snapshot(staging_dsn)
+    with pytest.raises(DbSyncError) as err:
+        sync_databases(prod_dsn, pg_server.dsn(staging_name, user="dbsync_not_owner"))
+    msg = str(err.value)
+    assert "the target role dbsync_not_owner does not own table public.authors (owner postgres)" in msg
+    assert "connect as their owner" in msg
+    assert snapshot(staging_dsn) == before
+
+
+def test_schema_drift_is_reported_before_any_write(prod_and_staging, connect_db):
+    prod_dsn, staging_dsn = prod_and_staging
+    staging = connect_db(staging_dsn)
+    with staging.cursor() as cur:
+        cur.execute("ALTER TABLE books DROP COLUMN metadata")
+        cur.execute("ALTER TABLE users ALTER COLUMN display_name TYPE varchar(10)")
+        cur.execute("DROP TABLE book_authors")
+        cur.execute("ALTER TABLE authors ADD COLUMN nickname text NOT NULL DEFAULT 'x'")  # harmless
+        cur.execute("ALTER TABLE authors ADD COLUMN required_here text NOT NULL DEFAULT 'y'")
+        cur.execute("ALTER TABLE authors ALTER COLUMN required_here DROP DEFAULT")
+    staging.commit()
+    before = snapshot(staging_dsn)
+    with pytest.raises(DbSyncError) as err:
+        sync_databases(prod_dsn, staging_dsn)
+    msg = str(err.value)
+    assert "nothing was written" in msg and "(4 differences)" in msg
+    assert "table public.book_authors is missing on the target" in msg
+    assert "column public.books.metadata is missing on the target" in msg
+    assert "column public.users.display_name is text on the source but character varying(10) on the target" in msg
+    assert "public.authors.required_here exists only on the target and is NOT NULL without a default" in msg
+    assert "nickname" not in msg
+    assert snapshot(staging_dsn) == before
+
+
+def test_table_subset_with_foreign_keys_from_outside_is_refused(prod_and_staging):
+    prod_dsn, staging_dsn = prod_and_staging
+    before = snapshot(staging_dsn)
+    with pytest.raises(DbSyncError) as err:
+        sync_databases(prod_dsn, staging_dsn, tables=["books", "public.users"])
+    msg = str(err.value)
+    assert "public.book_authors (book_authors_book_id_fkey) references public.books" in msg
+    assert "public.reviews (reviews_book_id_fkey) references public.books" in msg
+    assert "public.reviews (reviews_user_id_fkey) references public.users" in msg
+    assert snapshot(staging_dsn) == before
+    with pytest.raises(DbSyncError, match="table 'nope' does not exist on the source"):
+        sync_databases(prod_dsn, staging_dsn, tables=["nope"])
+
+
+def test_table_subset_syncs_only_those_tables(prod_and_staging, connect_db):
+    prod_dsn, staging_dsn = prod_and_staging
+    prod = connect_db(prod_dsn)
+    with prod.cursor() as cur:
+        cur.execute("DELETE FROM reviews WHERE rating = 1")
+        cur.execute("UPDATE authors SET name = upper(name)")
+    prod.commit()
+    result = sync_databases(prod_dsn, staging_dsn, tables=["reviews"])
+    assert [t["table"] for t in result["tables"]] == ["public.reviews"]
+    p, s = data_fingerprint(prod_dsn), data_fingerprint(staging_dsn)
+    assert s["rows public.reviews"] == p["rows public.reviews"]
+    assert s["rows public.authors"] != p["rows public.authors"]  # not synced
+
+
+def test_dry_run_changes_nothing(prod_and_staging):
+    prod_dsn, staging_dsn = prod_and_staging
+    before = snapshot(staging_dsn)
+    result = sync_databases(prod_dsn, staging_dsn, dry_run=True)
+    json.dumps(result)
+    assert result["dry_run"] and [t["table"] for t in result["tables"]] == [f"public.{t}" for t in TABLES]
+    assert result["source_positions"]["public.books_id_seq"] == next_values(prod_dsn)["public.books_id_seq"]
+    assert snapshot(staging_dsn) == before
+
+
+# -- faithful copy on harder schemas -------------------------------------------------------------
+
+EDGE_SCHEMA = """
+CREATE SCHEMA "Odd Schema";
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE SEQUENCE shared_ids START 1000;
+CREATE TABLE "Odd Schema"."Mixed Case" (
+    "Id" integer GENERATED ALWAYS AS IDENTITY (START 10 INCREMENT 5) PRIMARY KEY,
+    "select" text,
+    feeling mood,
+    tags text[],
+    raw bytea,
+    amount numeric(12, 3),
+    doubled numeric GENERATED ALWAYS AS (amount * 2) STORED
+);
+CREATE TABLE parent_a (id bigint DEFAULT nextval('shared_ids') PRIMARY KEY, note text);
+CREATE TABLE parent_b (id bigint DEFAULT nextval('shared_ids') PRIMARY KEY, a_id bigint REFERENCES parent_a);
+CREATE TABLE down_counter (id integer PRIMARY KEY, v text);
+CREATE SEQUENCE down_seq INCREMENT -1 MINVALUE -1000 MAXVALUE -1 START -1 OWNED BY down_counter.id;
+ALTER TABLE down_counter ALTER COLUMN id SET DEFAULT nextval('down_seq');
+CREATE TABLE events (id bigserial, at date NOT NULL, payload jsonb, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE event_notes (event_id bigint, event_at date, note text,
+                          FOREIGN KEY (event_id, event_at) REFERENCES events);
+"""
+
+EDGE_DATA = r"""
+INSERT INTO "Odd Schema"."Mixed Case" ("select", feeling, tags, raw, amount)
+SELECT CASE WHEN i % 3 = 0 THEN NULL ELSE E'tab\there\nnewline \\ backslash "q" ' || i END,
+       (ARRAY['sad','ok','happy'])[1 + i % 3]::mood, ARRAY['a' || i, NULL, 'c,d'], decode(md5(i::text), 'hex'),
+       i * 1.125
+FROM generate_series(1, 40) i;
+INSERT INTO parent_a (note) SELECT 'a' || i FROM generate_series(1, 10) i;
+INSERT INTO parent_b (a_id) SELECT id FROM parent_a;
+INSERT INTO down_counter (v) SELECT 'v' || i FROM generate_series(1, 7) i;
+INSERT INTO events (at, payload)
+SELECT DATE '2024-06-01' + i * 5, jsonb_build_object('i', i) FROM generate_series(1, 60) i;
+INSERT INTO event_notes SELECT id, at, 'note' FROM events WHERE id % 4 = 0;
+DELETE FROM parent_b WHERE id = (SELECT max(id) FROM parent_b);
+"""
+
+
+def test_faithful_copy_of_an_edge_case_schema(make_db, connect_db):
+    from conftest import old_sync_copy
+
+    prod_dsn, staging_dsn = make_db("eprod"), make_db("estaging")
+    prod = connect_db(prod_dsn)
+    with prod.cursor() as cur:
+        cur.execute(EDGE_SCHEMA)
+        cur.execute(EDGE_DATA)
+    prod.commit()
+    staging = connect_db(staging_dsn)
+    with staging.cursor() as cur:
+        cur.execute("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')")  # the old sync copied no types
+    staging.commit()
+    old_sync_copy(prod_dsn, staging_dsn)
+    with staging.cursor() as cur:
+        # A staging-only trigger that would rewrite rows: the load must not fire it.
+        cur.execute("CREATE FUNCTION scramble() RETURNS trigger LANGUAGE plpgsql AS"
+                    " $$ BEGIN NEW.note := 'scrambled'; RETURN NEW; END $$")
+        cur.execute("CREATE TRIGGER scramble BEFORE INSERT ON parent_a FOR EACH ROW EXECUTE FUNCTION scramble()")
+        cur.execute("ALTER TABLE parent_a ENABLE ALWAYS TRIGGER scramble")
+    staging.commit()
+    triggers_before = snapshot(staging_dsn)["triggers"]
+
+    result = sync_databases(prod_dsn, staging_dsn)
+
+    assert data_fingerprint(staging_dsn) == data_fingerprint(prod_dsn)
+    assert snapshot(staging_dsn)["triggers"] == triggers_before  # re-enabled in its original mode
+    formats = {t["table"]: t["format"] for t in result["tables"]}
+    assert formats['"Odd Schema"."Mixed Case"'] == "text"  # a user type (enum): no binary
+    assert formats["public.parent_a"] == "binary"
+    assert "public.events" in formats and "public.events_2024" not in formats  # via the partitioned parent
+    assert next_values(staging_dsn) == next_values(prod_dsn)
+    with staging.cursor() as cur:
+        cur.execute('INSERT INTO "Odd Schema"."Mixed Case" ("select") VALUES (\'new\') RETURNING "Id", doubled')
+        assert cur.fetchone()[0] == next_values(prod_dsn)['Odd Schema.Mixed Case_Id_seq']
+        cur.execute("INSERT INTO parent_a (note) VALUES ('n') RETURNING id, note")
+        a_id, note = cur.fetchone()
+        cur.execute("INSERT INTO parent_b (a_id) VALUES (%s) RETURNING id", (a_id,))
+        assert cur.fetchone()[0] == a_id + 1 and note == "scrambled"  # the trigger is back for normal use
+        cur.execute("INSERT INTO down_counter (v) VALUES ('n') RETURNING id")
+        assert cur.fetchone()[0] == -8
+        cur.execute("INSERT INTO events (at) VALUES ('2025-03-01') RETURNING id")
+        assert cur.fetchone()[0] == 61
+        cur.execute("SELECT attidentity FROM pg_attribute WHERE attrelid = '\"Odd Schema\".\"Mixed Case\"'::regclass"
+                    " AND attname = 'Id'")
+        assert cur.fetchone()[0] == "a"
+        # Foreign keys are back and enforced.
+        with pytest.raises(psycopg2.errors.ForeignKeyViolation):
+            cur.execute("INSERT INTO parent_b (a_id) VALUES (-42)")
+    staging.rollback()
+    constraints = {(r[0], r[1]) for r in snapshot(staging_dsn)["constraints"]}
+    assert ("parent_b", "parent_b_a_id_fkey") in constraints
+    assert ("event_notes", "event_notes_event_id_event_at_fkey") in constraints
