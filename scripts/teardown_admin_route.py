@@ -157,7 +157,10 @@ def plan(root: Path) -> tuple[list[str], dict[str, str], list[str]]:
     for rel, text in text_files(root):
         if rel in gone:
             continue
+        known = len(problems)
         new, count = remove_marked(rel, text, problems)
+        if len(problems) > known:
+            continue  # its markers are broken: what else it names would only repeat the point
         if count:
             marked.add(rel)
         if rel == ROUTER_INDEX:

@@ -3,6 +3,8 @@ and doing what the README says they do."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,4 +85,43 @@ def test_removal_pr_is_opened_with_a_token_that_triggers_ci():
                                      "permission-workflows")} == {"write"}
     checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["token"] == "${{ steps.token.outputs.token }}"
+# admin-route:end
+
+
+# admin-route:begin
+def _gate(tmp_path: Path, invoke: dict, response) -> subprocess.CompletedProcess:
+    """Run the workflow's own "Staging must be clean" step on a Lambda answer."""
+    doc = load("remove-admin-route.yml")
+    step = next(s for s in doc["jobs"]["check-staging"]["steps"] if s.get("name") == "Staging must be clean")
+    assert step["shell"] == "python"
+    (tmp_path / "invoke.json").write_text(json.dumps(invoke))
+    (tmp_path / "response.json").write_text(json.dumps(response))
+    summary = tmp_path / "summary.md"
+    return subprocess.run([sys.executable, "-c", step["run"]], cwd=tmp_path, capture_output=True, text=True,
+                          env={"GITHUB_STEP_SUMMARY": str(summary), "PATH": os.environ.get("PATH", "")})
+
+
+def test_removal_gate_follows_the_real_check_sequences_answer(tmp_path, prod_and_staging, connect_db,
+                                                             monkeypatch):
+    from dbsync.sequences import reset_sequences
+    from lambdas.db_sync.handler import lambda_handler
+
+    _, staging_dsn = prod_and_staging
+    monkeypatch.setenv("TARGET_DATABASE_URL", staging_dsn)
+    ok = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
+
+    broken = json.loads(json.dumps(lambda_handler({"action": "check-sequences"}, None)))
+    gate = _gate(tmp_path, ok, broken)
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    assert "books" in (tmp_path / "summary.md").read_text()
+
+    reset_sequences(connect_db(staging_dsn))
+    clean = json.loads(json.dumps(lambda_handler({"action": "check-sequences"}, None)))
+    gate = _gate(tmp_path, ok, clean)
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+
+    failed = _gate(tmp_path, {**ok, "FunctionError": "Unhandled"}, {"errorMessage": "cannot connect"})
+    assert failed.returncode == 1 and "cannot connect" in failed.stdout
+    odd = _gate(tmp_path, ok, {"status": "fine"})
+    assert odd.returncode == 1 and "unexpected" in odd.stdout
 # admin-route:end

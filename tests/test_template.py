@@ -1,0 +1,303 @@
+"""template.yaml: cfn-lint, the SAM transform, the schedule's state, the handlers and the settings.
+
+The SAM translator runs offline here: a region from the environment, the managed-policy map that
+ships with the translator, and an S3 URI in place of the local CodeUri (what `sam build`/`sam
+package` would substitute). It leaves `Fn::If` unresolved, so the tests evaluate the conditions
+themselves for each parameter value, as CloudFormation would.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from samtranslator.internal.managed_policies import get_bundled_managed_policy_map
+from samtranslator.translator.arn_generator import ArnGenerator
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+BIN = Path(sys.executable).parent
+
+# The settings named in the README's table; the template must not invent others.
+KNOWN_ENV = {
+    "DATABASE_URL", "DB_SECRET_ARN", "DB_HOST", "DB_PORT", "DB_NAME", "STAGE", "LOCK_TIMEOUT",
+    "SOURCE_DATABASE_URL", "TARGET_DATABASE_URL", "SOURCE_DB_SECRET_ARN", "TARGET_DB_SECRET_ARN",
+    "SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "TARGET_DB_HOST", "TARGET_DB_PORT",
+    "TARGET_DB_NAME", "SYNC_TARGET_ALLOWLIST",
+    # admin-route:begin
+    "ADMIN_API_KEY", "ADMIN_API_KEY_SECRET_ARN", "ADMIN_ALLOW_PROD",
+    # admin-route:end
+}
+
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:{}-AbCdEf"
+REQUIRED = {
+    "DbSecretArn": ARN.format("api-db"),
+    "SourceDbSecretArn": ARN.format("prod-db"),
+    "TargetDbSecretArn": ARN.format("staging-db"),
+    "SyncTargetAllowlist": "staging.example.internal/books",
+}
+NO_VALUE = object()
+
+
+class BundledPolicies:
+    """Stands in for ManagedPolicyLoader (which asks IAM): the map the translator ships with."""
+
+    def load(self) -> dict[str, str]:
+        return get_bundled_managed_policy_map("aws")
+
+
+def sam_template() -> dict:
+    return yaml_parse(TEMPLATE.read_text())
+
+
+@pytest.fixture(scope="module")
+def transformed() -> dict:
+    template = sam_template()
+    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts-bucket/book-collection/backend.zip"
+    saved_region, saved_env = ArnGenerator.BOTO_SESSION_REGION_NAME, os.environ.get("AWS_DEFAULT_REGION")
+    ArnGenerator.BOTO_SESSION_REGION_NAME = "eu-west-1"
+    os.environ["AWS_DEFAULT_REGION"] = "eu-west-1"
+    try:
+        return transform(template, dict(REQUIRED), BundledPolicies())
+    finally:
+        ArnGenerator.BOTO_SESSION_REGION_NAME = saved_region
+        if saved_env is None:
+            os.environ.pop("AWS_DEFAULT_REGION", None)
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = saved_env
+
+
+# -- a small CloudFormation condition evaluator ---------------------------------------------------
+
+def parameter_values(template: dict, overrides: dict[str, str]) -> dict:
+    values = {}
+    for name, spec in template["Parameters"].items():
+        raw = overrides.get(name, spec.get("Default"))
+        assert raw is not None, f"parameter {name} has no value in this test"
+        values[name] = ([] if raw == "" else str(raw).split(",")) if spec["Type"] == "CommaDelimitedList" \
+            else str(raw)
+    return values
+
+
+def evaluate(node, params: dict, conditions: dict):
+    """Resolve Ref/Fn::If/Fn::Equals/… against parameter values; keep what it cannot resolve."""
+    if isinstance(node, list):
+        out = [evaluate(x, params, conditions) for x in node]
+        return [x for x in out if x is not NO_VALUE]
+    if not isinstance(node, dict):
+        return node
+    if len(node) == 1:
+        (key, arg), = node.items()
+        if key == "Ref" and arg == "AWS::NoValue":
+            return NO_VALUE
+        if key == "Ref" and arg in params:
+            return params[arg]
+        if key == "Condition":
+            return conditions[arg]
+        if key == "Fn::If":
+            name, when_true, when_false = arg
+            return evaluate(when_true if conditions[name] else when_false, params, conditions)
+        if key == "Fn::Equals":
+            a, b = (evaluate(x, params, conditions) for x in arg)
+            return a == b
+        if key == "Fn::Not":
+            return not evaluate(arg[0], params, conditions)
+        if key == "Fn::And":
+            return all(evaluate(x, params, conditions) for x in arg)
+        if key == "Fn::Or":
+            return any(evaluate(x, params, conditions) for x in arg)
+        if key == "Fn::Join":
+            sep, items = arg
+            return sep.join(evaluate(items, params, conditions))
+    out = {k: evaluate(v, params, conditions) for k, v in node.items()}
+    return {k: v for k, v in out.items() if v is not NO_VALUE}
+
+
+def deployed(template: dict, **overrides: str) -> dict:
+    """The resources CloudFormation would create for these parameter values."""
+    params = parameter_values(template, {**REQUIRED, **overrides})
+    conditions: dict[str, bool] = {}
+    pending = dict(template.get("Conditions", {}))
+    while pending:  # conditions may refer to each other
+        for name, expr in list(pending.items()):
+            try:
+                conditions[name] = bool(evaluate(expr, params, conditions))
+            except KeyError:
+                continue
+            del pending[name]
+    resources = {}
+    for name, res in copy.deepcopy(template["Resources"]).items():
+        if "Condition" in res and not conditions[res["Condition"]]:
+            continue
+        resources[name] = evaluate(res, params, conditions)
+    return resources
+
+
+def of_type(resources: dict, kind: str) -> dict:
+    return {k: v for k, v in resources.items() if v["Type"] == kind}
+
+
+# -- the tests --------------------------------------------------------------------------------------
+
+def test_cfn_lint_passes():
+    proc = subprocess.run([str(BIN / "cfn-lint"), str(TEMPLATE)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_sam_transform_gives_two_functions_from_one_artifact(transformed):
+    functions = of_type(transformed["Resources"], "AWS::Lambda::Function")
+    handlers = {f["Properties"]["Handler"] for f in functions.values()}
+    assert handlers == {"app.main.handler", "lambdas.db_sync.handler.lambda_handler"}
+    codes = {repr(f["Properties"]["Code"]) for f in functions.values()}
+    assert len(codes) == 1, "both functions must deploy the same artifact"
+    assert sam_template()["Globals"]["Function"]["CodeUri"] == "backend/"
+    sync = transformed["Resources"]["DbSyncFunction"]["Properties"]
+    assert sync["Timeout"] == 900
+    assert sync["MemorySize"] >= 1024
+
+
+@pytest.mark.parametrize("enabled", ["true", "false"])
+def test_schedule_state_follows_the_parameter(transformed, enabled):
+    assert sam_template()["Parameters"]["SyncScheduleEnabled"]["AllowedValues"] == ["true", "false"]
+    rules = of_type(deployed(transformed, SyncScheduleEnabled=enabled), "AWS::Events::Rule")
+    assert len(rules) == 1
+    (rule,) = rules.values()
+    assert rule["Properties"]["State"] == ("ENABLED" if enabled == "true" else "DISABLED")
+    assert rule["Properties"]["ScheduleExpression"] == sam_template()["Parameters"]["SyncScheduleExpression"][
+        "Default"]
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["DbSyncFunction", "Arn"]}
+
+
+def test_schedule_expression_is_a_parameter(transformed):
+    resources = deployed(transformed, SyncScheduleExpression="rate(6 hours)")
+    (rule,) = of_type(resources, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(6 hours)"
+
+
+def _secret_resources(role: dict) -> list:
+    found = []
+    for policy in role["Properties"].get("Policies", []):
+        for st in policy["PolicyDocument"]["Statement"]:
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            if any(a.startswith("secretsmanager:") for a in actions):
+                assert actions == ["secretsmanager:GetSecretValue"], actions
+                res = st["Resource"]
+                found.append(res["Fn::Sub"][1]["secretArn"] if isinstance(res, dict) and "Fn::Sub" in res else res)
+    return found
+
+
+def test_each_function_reads_only_its_own_secrets(transformed):
+    resources = deployed(transformed)
+    assert _secret_resources(resources["ApiFunctionRole"]) == [REQUIRED["DbSecretArn"]]
+    assert sorted(_secret_resources(resources["DbSyncFunctionRole"])) == sorted(
+        [REQUIRED["SourceDbSecretArn"], REQUIRED["TargetDbSecretArn"]])
+
+
+def test_environment_uses_only_documented_settings(transformed):
+    resources = deployed(transformed, DbHost="db.internal", DbPort="5433", DbName="books",
+                         SourceDbHost="prod.internal", TargetDbName="staging")
+    for fn in of_type(resources, "AWS::Lambda::Function").values():
+        names = set(fn["Properties"]["Environment"]["Variables"])
+        assert names <= KNOWN_ENV, names - KNOWN_ENV
+    api = resources["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert api["DB_SECRET_ARN"] == REQUIRED["DbSecretArn"]
+    assert (api["DB_HOST"], api["DB_PORT"], api["DB_NAME"]) == ("db.internal", "5433", "books")
+    assert api["STAGE"] == "staging" and api["LOCK_TIMEOUT"] == "10s"
+    sync = resources["DbSyncFunction"]["Properties"]["Environment"]["Variables"]
+    assert sync["SYNC_TARGET_ALLOWLIST"] == REQUIRED["SyncTargetAllowlist"]
+    assert sync["SOURCE_DB_HOST"] == "prod.internal" and sync["TARGET_DB_NAME"] == "staging"
+    assert "SOURCE_DB_NAME" not in sync and "TARGET_DB_HOST" not in sync
+
+
+def test_empty_optional_parameters_set_no_variables(transformed):
+    resources = deployed(transformed)
+    api = resources["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    sync = resources["DbSyncFunction"]["Properties"]["Environment"]["Variables"]
+    assert not {"DB_HOST", "DB_PORT", "DB_NAME"} & set(api)
+    assert not {k for k in sync if re.match(r"(SOURCE|TARGET)_DB_(HOST|PORT|NAME)$", k)}
+
+
+def test_vpc_config_only_when_subnets_are_given(transformed):
+    outside = deployed(transformed)
+    inside = deployed(transformed, SubnetIds="subnet-1,subnet-2", SecurityGroupIds="sg-1")
+    for name in ("ApiFunction", "DbSyncFunction"):
+        assert "VpcConfig" not in outside[name]["Properties"]
+        assert inside[name]["Properties"]["VpcConfig"] == {
+            "SubnetIds": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}
+
+
+def test_logs_alarm_failure_destination_and_outputs(transformed):
+    res = transformed["Resources"]
+    for fn in ("ApiFunction", "DbSyncFunction"):
+        group = res[fn]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert res[group]["Type"] == "AWS::Logs::LogGroup"
+        assert res[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    invoke = of_type(res, "AWS::Lambda::EventInvokeConfig")
+    (cfg,) = invoke.values()
+    assert cfg["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["DbSyncFailureQueue", "Arn"]}
+    (alarm,) = of_type(res, "AWS::CloudWatch::Alarm").values()
+    assert alarm["Properties"]["MetricName"] == "Errors"
+    assert alarm["Properties"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "DbSyncFunction"}}]
+    with_topic = deployed(transformed, AlarmTopicArn="arn:aws:sns:eu-west-1:123456789012:oncall")
+    assert with_topic["DbSyncErrorsAlarm"]["Properties"]["AlarmActions"] == [
+        "arn:aws:sns:eu-west-1:123456789012:oncall"]
+    assert "AlarmActions" not in deployed(transformed)["DbSyncErrorsAlarm"]["Properties"]
+    assert {"ApiUrl", "ApiFunctionName", "DbSyncFunctionName"} <= set(transformed["Outputs"])
+    routes = {r["Properties"]["RouteKey"] for r in of_type(res, "AWS::ApiGatewayV2::Route").values()}
+    body = res["ServerlessHttpApi"]["Properties"].get("Body", {})
+    assert routes or {"/", "/{proxy+}"} <= set(body.get("paths", {}))
+
+
+# admin-route:begin
+def test_admin_key_secret_only_when_given(transformed):
+    without = deployed(transformed)
+    assert "ADMIN_API_KEY_SECRET_ARN" not in without["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert _secret_resources(without["ApiFunctionRole"]) == [REQUIRED["DbSecretArn"]]
+    key = ARN.format("admin-key")
+    with_key = deployed(transformed, AdminApiKeySecretArn=key)
+    assert with_key["ApiFunction"]["Properties"]["Environment"]["Variables"]["ADMIN_API_KEY_SECRET_ARN"] == key
+    assert sorted(_secret_resources(with_key["ApiFunctionRole"])) == sorted([REQUIRED["DbSecretArn"], key])
+    assert _secret_resources(with_key["DbSyncFunctionRole"]).count(key) == 0
+# admin-route:end
+
+
+def test_requirements_match_the_project_dependencies():
+    """sam build installs backend/requirements.txt: a runtime dependency missing there breaks Lambda."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = [ln.strip() for ln in (ROOT / "backend" / "requirements.txt").read_text().splitlines()]
+    assert sorted(ln for ln in lines if ln and not ln.startswith("#")) == sorted(declared)
+
+
+def _handlers() -> list[str]:
+    return [res["Properties"]["Handler"] for res in sam_template()["Resources"].values()
+            if res["Type"] == "AWS::Serverless::Function"]
+
+
+def test_the_template_names_both_handlers():
+    assert sorted(_handlers()) == ["app.main.handler", "lambdas.db_sync.handler.lambda_handler"]
+
+
+@pytest.mark.parametrize("handler", _handlers())
+def test_handler_imports_from_the_artifact_alone(handler):
+    """Import the handler as Lambda would: a fresh interpreter, only backend/ on the path, no settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DATABASE_URL", "DB_", "SOURCE_", "TARGET_", "ADMIN_", "STAGE"))}
+    env["PYTHONPATH"] = str(ROOT / "backend")
+    env.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
+    module, _, attr = handler.rpartition(".")
+    code = ("import importlib, sys; sys.path[:] = [p for p in sys.path if p not in ('', sys.argv[1])]; "
+            f"h = getattr(importlib.import_module({module!r}), {attr!r}); assert callable(h); "
+            "assert not any(m == 'localdev' or m.startswith('localdev.') for m in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(ROOT)], cwd=ROOT / "backend", env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{handler}: {proc.stderr.strip().splitlines()[-1:]}"
