@@ -17,6 +17,10 @@ import test_api_lambda
 from test_admin_route import KEY, PATH, UNAUTHORIZED, db_state, max_id
 from test_api_lambda import serve_in_thread, serve_subprocess
 
+from app.api.v1.admin import AdminSettings
+
+ADMIN_VARS = tuple(AdminSettings.model_fields)
+
 # Fixtures shared with the other admin-route tests.
 make_api, admin_api, audit_lines = test_api_lambda.make_api, test_admin_route.admin_api, test_admin_route.audit_lines
 
@@ -24,7 +28,7 @@ make_api, admin_api, audit_lines = test_api_lambda.make_api, test_admin_route.ad
 def test_curl_flow_against_uvicorn_app_main(prod_and_staging):
     _, staging = prod_and_staging
     env = {"DATABASE_URL": staging, "STAGE": "staging", "ADMIN_API_KEY": KEY, "LOCK_TIMEOUT": "5s"}
-    with serve_subprocess(env) as (url, _), httpx.Client(base_url=url) as http:
+    with serve_subprocess(env, clear=ADMIN_VARS) as (url, _), httpx.Client(base_url=url) as http:
         broken = http.post("/api/v1/books", json={"title": "before"})
         assert broken.status_code == 500
         assert broken.json() == {"detail": "the database refused the request; see the API's logs"}
@@ -53,7 +57,7 @@ def test_curl_flow_against_uvicorn_app_main(prod_and_staging):
 def test_readme_curl_command(prod_and_staging):
     _, staging = prod_and_staging
     env = {"DATABASE_URL": staging, "STAGE": "staging", "ADMIN_API_KEY": KEY}
-    with serve_subprocess(env) as (url, _):
+    with serve_subprocess(env, clear=ADMIN_VARS) as (url, _):
         # As in the README (with -s to keep the test output quiet).
         out = subprocess.run(
             ["curl", "-s", "-X", "POST", "-H", f"X-API-Key: {KEY}", "-H", "Content-Type: application/json",

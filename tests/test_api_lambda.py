@@ -2,7 +2,7 @@
 v2) events, as Lambda calls it, and uvicorn on a free local port with an HTTP client.
 
 The helpers here (events, the in-process and subprocess servers, `make_api`) are imported by the
-other test_api_* and test_admin_route* files.
+other API test files.
 """
 
 from __future__ import annotations
@@ -168,11 +168,12 @@ def serve_in_thread(app):
 
 
 @contextmanager
-def serve_subprocess(env: dict[str, str]):
-    """`uvicorn app.main:app --app-dir backend` as the README runs it, with `env` on top of a
-    cleaned environment; yields the base URL. Retries on the rare lost race for the port."""
-    base_env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields
-                and not k.startswith("ADMIN_")}
+def serve_subprocess(env: dict[str, str], *, clear: tuple[str, ...] = ()):
+    """`uvicorn app.main:app --app-dir backend` as the README runs it, with `env` on top of an
+    environment without the API's settings (nor the variables in `clear`); yields the base URL.
+    Retries on the rare lost race for the port."""
+    drop = {name.upper() for name in (*Settings.model_fields, *clear)}
+    base_env = {k: v for k, v in os.environ.items() if k.upper() not in drop}
     for _ in range(3):
         port = free_port()
         proc = subprocess.Popen(

@@ -3,13 +3,13 @@
 Plain numbered SQL files and a tracking table: the schema is small, the files are what a DBA
 reads, and nothing else needs installing in the Lambda. Each file runs in its own transaction
 together with its row in `schema_migrations`, so a failed file leaves no half-applied state.
-Run as `make migrate` (uses DATABASE_URL) or `python -m app.migrate [--dsn URL]`.
+Run as `make migrate` or `python -m app.migrate [--dsn URL]`; without --dsn it migrates the API's
+own database, found as the API finds it (DATABASE_URL, else DB_SECRET_ARN with DB_HOST/DB_PORT/DB_NAME).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -51,16 +51,23 @@ def apply_migrations(conn) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.migrate", description=__doc__.splitlines()[0])
-    parser.add_argument("--dsn", default=os.environ.get("DATABASE_URL"), help="default: DATABASE_URL")
+    parser.add_argument("--dsn", help="default: the API's database (DATABASE_URL, or DB_SECRET_ARN with "
+                                      "DB_HOST/DB_PORT/DB_NAME)")
     args = parser.parse_args(argv)
-    if not args.dsn:
-        print("error: no database: set DATABASE_URL or pass --dsn", file=sys.stderr)
-        return 2
+    from pydantic import ValidationError
+
+    from app.core.db import Database
+    from app.core.settings import Settings
     from dbsync.connect import connect
     from dbsync.errors import DbSyncError
 
     try:
-        conn = connect(args.dsn, role="database")
+        settings = Settings()
+        dsn = args.dsn or Database(settings).dsn()
+        conn = connect(dsn, role="API", lock_timeout=settings.lock_timeout, application_name="app.migrate")
+    except ValidationError as exc:
+        print(f"error: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
     except DbSyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
 from aws_lambda_powertools import Logger
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "book-api")
+# Level from POWERTOOLS_LOG_LEVEL / AWS_LAMBDA_LOG_LEVEL (Powertools reads them itself), INFO by default.
+logger = Logger(service="book-api")

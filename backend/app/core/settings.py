@@ -1,8 +1,8 @@
 """The API's settings: environment variables read once per Lambda container.
 
 Tests build an app with their own `Settings(...)` (see `app.main.create_app`) or clear the cached
-getter after changing the environment. The admin route's settings live in `app/api/v1/admin.py`, so
-that deleting the route deletes them too.
+getter after changing the environment. Settings only one router module uses live in that module,
+with their own cached getter, so that deleting the module deletes them too.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ from importlib import import_module
 
 from fastapi import APIRouter
 
-# Each module is named by one line and mounts itself through its `include_in(parent)`, so a module
-# can decide at start-up not to be mounted at all (the admin route, without a key) and a temporary
-# one is removed by deleting its file and its line here, with no import statement to edit.
+# Modules by dotted name, one line each, rather than imported: a temporary module is removed by
+# deleting its file and its line here, with no import statement to edit and nothing else naming
+# it. Each mounts itself through `include_in(parent)`, so it can also decide at start-up not to be
+# mounted at all (a route that needs a setting which is absent does not exist, rather than fail).
 ROUTER_MODULES = (
     "app.api.v1.books",
     "app.api.v1.admin",  # temporary: remove this line with admin.py once the db_sync fix is verified
