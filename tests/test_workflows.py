@@ -3,8 +3,6 @@ and doing what the README says they do."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +89,9 @@ def test_removal_pr_is_opened_with_a_token_that_triggers_ci():
 # admin-route:begin
 def _gate(tmp_path: Path, invoke: dict, response) -> subprocess.CompletedProcess:
     """Run the workflow's own "Staging must be clean" step on a Lambda answer."""
+    import json
+    import os
+
     doc = load("remove-admin-route.yml")
     step = next(s for s in doc["jobs"]["check-staging"]["steps"] if s.get("name") == "Staging must be clean")
     assert step["shell"] == "python"
@@ -103,6 +104,8 @@ def _gate(tmp_path: Path, invoke: dict, response) -> subprocess.CompletedProcess
 
 def test_removal_gate_follows_the_real_check_sequences_answer(tmp_path, prod_and_staging, connect_db,
                                                              monkeypatch):
+    import json
+
     from dbsync.sequences import reset_sequences
     from lambdas.db_sync.handler import lambda_handler
 
