@@ -63,6 +63,9 @@ def sync_available() -> None:
         present = False
     if not present:
         raise BenchUnavailable("the sync is not there yet (no dbsync.sync module): no sync figure")
+    helped = run_child([db_sync_command(), "sync", "--help"])
+    if helped.returncode != 0:
+        raise BenchUnavailable("the sync is not there yet (db-sync has no sync command): no sync figure")
 
 
 def tables(dsn: str) -> list[str]:
