@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def migrate(*args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    # This tree's code, whichever tree the virtualenv was installed from.
+    base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "backend"), os.environ.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "app.migrate", *args], cwd=ROOT, env={**base, **env},
                           capture_output=True, text=True, timeout=120)
 
