@@ -245,7 +245,7 @@ def test_non_ascii_configured_key_matches_its_utf8_bytes(prod_and_staging, admin
     ("[]", ["body"]),
     ("null", ["body"]),
 ])
-def test_malformed_body_is_422_for_a_key_holder(prod_and_staging, admin_api, body, loc):
+def test_malformed_body_is_422_for_a_key_holder(prod_and_staging, admin_api, audit_lines, body, loc):
     _, staging = prod_and_staging
     client = admin_api(staging)
     before = db_state(staging)
@@ -253,6 +253,8 @@ def test_malformed_body_is_422_for_a_key_holder(prod_and_staging, admin_api, bod
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"][: len(loc)] == loc
     assert db_state(staging) == before
+    audits = [json.loads(a) for a in audit_lines if '"audit"' in a]
+    assert [(a["outcome"], a["status"]) for a in audits] == [("invalid_body", 422)]
 
 
 def test_empty_body_and_any_content_type_use_the_defaults(prod_and_staging, admin_api):

@@ -183,7 +183,11 @@ def _summary(body: ResetSequencesRequest, results: list[dict]) -> ResetSequences
 
 async def reset_sequences_route(request: Request,
                                 db: Annotated[Database, Depends(get_database)]) -> ResetSequencesResponse:
-    body = await read_body(request)
+    try:
+        body = await read_body(request)
+    except RequestValidationError:
+        audit(request, "invalid_body", 422)
+        raise
 
     def work(conn):
         # The cached connection is idle, so the engine runs standalone and commits itself.
@@ -193,13 +197,15 @@ async def reset_sequences_route(request: Request,
     try:
         results = await run_in_threadpool(db.run, work)
     except psycopg2.errors.LockNotAvailable:
-        message = (f"lock timeout: another session holds a lock on a table or sequence "
-                   f"(LOCK_TIMEOUT={db.settings.lock_timeout}); try again")
-        return _refuse_503(request, body, message)
+        raise _unavailable(request, body, f"lock timeout: a table or sequence is busy "
+                                          f"(LOCK_TIMEOUT={db.settings.lock_timeout}); try again") from None
     except DbSyncError as exc:
-        return _refuse_503(request, body, str(exc))
+        raise _unavailable(request, body, str(exc)) from None
     except psycopg2.Error as exc:
-        return _refuse_503(request, body, f"database error: {pg_message(exc)}")
+        raise _unavailable(request, body, f"database error: {pg_message(exc)}") from None
+    except Exception:
+        audit(request, "error", 500, dry_run=body.dry_run)
+        raise
     summary = _summary(body, results)
     counts = summary.counts.model_dump()
     # The engine reports a lock timeout on one column and goes on with the others. Busy is
@@ -207,17 +213,17 @@ async def reset_sequences_route(request: Request,
     locked = [r for r in summary.sequences if r.action == "error" and "lock timeout" in (r.error or "")]
     if locked:
         done = len(summary.sequences) - counts["error"]
-        return _refuse_503(request, body, f"{locked[0].error}; {len(locked)} column(s) locked, {done} handled"
-                           f"{' (dry run)' if body.dry_run else ''}: call again once the lock is released",
-                           counts=counts)
+        raise _unavailable(request, body, f"{locked[0].error}; {len(locked)} column(s) locked, {done} handled"
+                                          f"{' (dry run)' if body.dry_run else ''}: call again once the lock "
+                                          "is released", counts=counts)
     audit(request, "ok" if not counts["error"] else "partial", 200, dry_run=body.dry_run,
           schemas=body.schemas, create_missing=body.create_missing, counts=counts)
     return summary
 
 
-def _refuse_503(request: Request, body: ResetSequencesRequest, message: str, **fields: Any):
+def _unavailable(request: Request, body: ResetSequencesRequest, message: str, **fields: Any) -> HTTPException:
     audit(request, "database_error", 503, dry_run=body.dry_run, error=message, **fields)
-    raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, message)
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, message)
 
 
 def build_router(admin: AdminSettings) -> APIRouter:
