@@ -539,3 +539,51 @@ def test_faithful_copy_of_an_edge_case_schema(make_db, connect_db):
     constraints = {(r[0], r[1]) for r in snapshot(staging_dsn)["constraints"]}
     assert ("parent_b", "parent_b_a_id_fkey") in constraints
     assert ("event_notes", "event_notes_event_id_event_at_fkey") in constraints
+
+
+def schema_fingerprint(dsn: str) -> dict:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            return {
+                "indexes": run(cur, "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid), indisclustered,"
+                                    " indisreplident, obj_description(indexrelid, 'pg_class') FROM pg_index"
+                                    " WHERE indrelid::regclass::text NOT LIKE 'pg\\_%%' ORDER BY 1"),
+                "constraints": run(cur, "SELECT conrelid::regclass::text, conname, contype,"
+                                        " pg_get_constraintdef(oid), obj_description(oid, 'pg_constraint')"
+                                        " FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
+                                        " ORDER BY 1, 2"),
+                "columns": run(cur, "SELECT attrelid::regclass::text, attname, attnotnull, atttypid, attidentity"
+                                    " FROM pg_attribute WHERE attnum > 0 AND attrelid IN (SELECT oid FROM pg_class"
+                                    " WHERE relnamespace = 'public'::regnamespace) ORDER BY 1, 2"),
+                "tables": run(cur, "SELECT relname, relreplident FROM pg_class"
+                                   " WHERE relnamespace = 'public'::regnamespace ORDER BY 1"),
+            }
+    finally:
+        conn.close()
+
+
+def test_a_sync_keeps_the_targets_indexes_and_constraints_exactly(prod_and_staging, connect_db):
+    """Indexes and foreign keys are set aside for the load and rebuilt: same names, definitions,
+    comments, CLUSTER and REPLICA IDENTITY markers afterwards."""
+    prod_dsn, staging_dsn = prod_and_staging
+    sync_databases(prod_dsn, staging_dsn)
+    staging = connect_db(staging_dsn)
+    with staging.cursor() as cur:
+        cur.execute("ALTER INDEX books_pkey RENAME TO books_pk_renamed")
+        cur.execute("COMMENT ON INDEX books_owner_id_idx IS 'owner lookups'")
+        cur.execute("COMMENT ON CONSTRAINT reviews_book_id_fkey ON reviews IS 'fk comment'")
+        cur.execute("CLUSTER reviews USING reviews_book_id_idx")
+        cur.execute("ALTER TABLE users REPLICA IDENTITY USING INDEX users_email_key")
+        cur.execute("CREATE INDEX books_lower_title ON books (lower(title)) WHERE published_year > 1950")
+    staging.commit()
+    before = schema_fingerprint(staging_dsn)
+    result = sync_databases(prod_dsn, staging_dsn)
+    assert schema_fingerprint(staging_dsn) == before
+    assert data_fingerprint(staging_dsn) == data_fingerprint(prod_dsn)
+    assert result["schema_changes"] == []
+    # users: pkey, email key; authors: pkey; books: pkey, isbn key, owner idx, lower(title);
+    # book_authors: pkey, author idx; reviews: pkey, book idx; schema_migrations: pkey
+    assert result["set_aside"] == {"triggers": 0, "foreign_keys": 5, "indexes": 12}
+    with staging.cursor() as cur, pytest.raises(psycopg2.errors.UniqueViolation):
+        cur.execute("INSERT INTO users (id, email, display_name) VALUES (1, 'dup@example.com', 'dup')")

@@ -83,6 +83,38 @@ def cmd_check_sequences(args) -> int:
     return EXIT_PROBLEM if problems else EXIT_OK
 
 
+def cmd_sync(args) -> int:
+    """Copy source into target (see dbsync.sync); a progress line per table on a terminal."""
+    from dbsync.sync import sync_databases
+
+    def progress(event: dict) -> None:
+        if event.get("event") == "table_done" and sys.stderr.isatty():
+            mb = event["bytes"] / 2**20
+            rate = mb / event["seconds"] if event["seconds"] else 0.0
+            print(f"  [{event['index']}/{event['count']}] {event['table']}: {event['rows']} rows,"
+                  f" {mb:.1f} MB, {rate:.1f} MB/s", file=sys.stderr, flush=True)
+
+    if not args.source:
+        raise DbSyncError("no source database given: pass --source URL or set SOURCE_DATABASE_URL")
+    if not args.target:
+        raise DbSyncError("no target database given: pass --target URL or set TARGET_DATABASE_URL")
+    result = sync_databases(args.source, args.target, tables=args.table, dry_run=args.dry_run,
+                            progress=progress)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return EXIT_OK
+    rows = sum(t.get("rows", 0) for t in result["tables"])
+    if args.dry_run:
+        print(f"dry run: would copy {len(result['tables'])} table(s) from {result['source']}"
+              f" to {result['target']}; nothing was written")
+    else:
+        changed = [s for s in result["sequences_reset"] if s["action"] != "unchanged"]
+        print(f"synced {len(result['tables'])} table(s), {rows} rows, from {result['source']} to {result['target']}"
+              f" in {result['timings']['total']:.1f}s; row counts validated; {len(result['sequences_reset'])}"
+              f" sequence-fed column(s), {len(changed)} moved, {len(result['schema_changes'])} schema fix(es)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="db-sync", description="Refresh staging from prod and keep it working.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -105,6 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", action="append", metavar="S", help="only these schemas (repeatable)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=cmd_check_sequences)
+
+    p = sub.add_parser("sync", help="copy the source into the target in one transaction, then repair sequences",
+                       description="Consistent, atomic copy of the source's tables into the target (staging):"
+                                   " any failure leaves the target unchanged.")
+    _dsn_arg(p, name="--source", env="SOURCE_DATABASE_URL", help_text="the source database (prod; read only)")
+    _dsn_arg(p, name="--target", env="TARGET_DATABASE_URL", help_text="the target database (staging)")
+    p.add_argument("--table", action="append", metavar="T",
+                   help="only this table (schema.table or table; repeatable); default: every table")
+    p.add_argument("--dry-run", action="store_true", help="run the guards and checks, write nothing")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=cmd_sync)
 
     return parser
 

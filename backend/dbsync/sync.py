@@ -57,11 +57,12 @@ def _describe(endpoint) -> str:
 
 def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = None, dry_run: bool = False,
                    progress: Progress | None = None, allowlist: str | None = None,
-                   binary: bool = True) -> dict:
+                   binary: bool = True, rebuild_indexes: bool = True) -> dict:
     """Copy the source's tables (all, or `tables`) into the target; return a JSON-serialisable report.
 
     `source_dsn` / `target_dsn`: libpq URLs or DSNs, or config.Endpoint objects. `allowlist`
-    overrides SYNC_TARGET_ALLOWLIST. Raises DbSyncError (one line) on any refusal or failure;
+    overrides SYNC_TARGET_ALLOWLIST. `binary` / `rebuild_indexes` exist to measure their effect.
+    Raises DbSyncError (one line) on any refusal or failure;
     the target is then unchanged.
     """
     notify = progress or (lambda event: None)
@@ -134,6 +135,9 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
         current = "setting aside triggers and foreign keys"
         triggers = _disable_user_triggers(target, target_oids)
         foreign_keys = _drop_foreign_keys(target, target_oids)
+        indexes = _drop_indexes(target, target_oids) if rebuild_indexes else {}
+        report["set_aside"] = {"triggers": len(triggers), "foreign_keys": len(foreign_keys),
+                               "indexes": sum(len(v) for v in indexes.values())}
         lap("prepare")
 
         copied = {}
@@ -148,6 +152,10 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
                                   freeze=unit.target.relkind == "r"),
                 binary=unit.binary)
             copied[unit.label] = result
+            current = f"rebuilding the indexes of {unit.label}"
+            built = time.perf_counter()
+            _restore_indexes(target, indexes.get(unit.target.oid, []))
+            result.seconds += time.perf_counter() - built
             row = {"table": unit.label, "rows": result.target_rows, "bytes": result.bytes,
                    "seconds": round(result.seconds, 4), "format": result.format}
             report["tables"].append(row)
@@ -347,6 +355,79 @@ def _restore_foreign_keys(conn, found: list[tuple]) -> None:
             if comment is not None:
                 cur.execute(sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
                     sql.Identifier(name), table, sql.Literal(comment)))
+
+
+# Indexes of plain tables that nothing else depends on once the foreign keys are gone, in the
+# default tablespace and without per-column statistics targets: everything needed to rebuild them
+# exactly. Partitioned tables and partitions keep theirs (attached index trees would come back
+# with generated names).
+_INDEXES_SQL = """
+SELECT x.indrelid, n.nspname, c.relname, ic.relname, pg_get_indexdef(x.indexrelid),
+       con.conname, pg_get_constraintdef(con.oid), obj_description(x.indexrelid, 'pg_class'),
+       obj_description(con.oid, 'pg_constraint'), x.indisclustered, x.indisreplident
+FROM pg_index x
+JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class ic ON ic.oid = x.indexrelid
+LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid AND con.conrelid = x.indrelid
+                            AND con.contype IN ('p', 'u', 'x')
+WHERE x.indrelid = ANY(%s) AND c.relkind = 'r' AND NOT c.relispartition
+  AND x.indisvalid AND x.indisready AND x.indislive AND ic.reltablespace = 0
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = x.indexrelid OR h.inhparent = x.indexrelid)
+  AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = x.indexrelid
+                  AND a.attstattarget IS NOT NULL AND a.attstattarget >= 0)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass
+                  AND d.refobjid = x.indexrelid)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_constraint'::regclass
+                  AND d.refobjid = con.oid AND NOT (d.classid = 'pg_class'::regclass AND d.objid = x.indexrelid))
+ORDER BY x.indrelid, con.contype = 'p' DESC, ic.relname
+"""
+
+
+def _drop_indexes(conn, oids: list[int]) -> dict[int, list[tuple]]:
+    """Indexes dropped for the load and rebuilt right after each table's COPY.
+
+    Building an index once from the loaded table (a sort) is several times cheaper than
+    inserting every row into it; pg_restore loads the same way. A failed sync's rollback brings
+    the originals back. Definitions are the server's own deparse, fully qualified."""
+    found: dict[int, list[tuple]] = {}
+    with conn.cursor() as cur:
+        with schema.qualified_names(cur):
+            cur.execute(_INDEXES_SQL, (oids,))
+            rows = cur.fetchall()
+        for row in rows:
+            relid, nsp, rel, index, _idef, conname, *_ = row
+            if conname is not None:
+                cur.execute(sql.SQL("ALTER TABLE {}.{} DROP CONSTRAINT {}").format(
+                    sql.Identifier(nsp), sql.Identifier(rel), sql.Identifier(conname)))
+            else:
+                cur.execute(sql.SQL("DROP INDEX {}.{}").format(sql.Identifier(nsp), sql.Identifier(index)))
+            found.setdefault(relid, []).append(row)
+    return found
+
+
+def _restore_indexes(conn, rows: list[tuple]) -> None:
+    with conn.cursor() as cur:
+        for _relid, nsp, rel, index, idef, conname, cdef, icomment, ccomment, clustered, replident in rows:
+            table = sql.SQL("{}.{}").format(sql.Identifier(nsp), sql.Identifier(rel))
+            ident = sql.SQL("{}.{}").format(sql.Identifier(nsp), sql.Identifier(index))
+            if conname is not None:
+                cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                    table, sql.Identifier(conname), sql.SQL(cdef)))
+                if index != conname:  # the constraint's index is named after it; keep the old name
+                    cur.execute(sql.SQL("ALTER INDEX {}.{} RENAME TO {}").format(
+                        sql.Identifier(nsp), sql.Identifier(conname), sql.Identifier(index)))
+                if ccomment is not None:
+                    cur.execute(sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
+                        sql.Identifier(conname), table, sql.Literal(ccomment)))
+            else:
+                cur.execute(sql.SQL(idef))
+            if icomment is not None:
+                cur.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(ident, sql.Literal(icomment)))
+            if clustered:
+                cur.execute(sql.SQL("ALTER TABLE {} CLUSTER ON {}").format(table, sql.Identifier(index)))
+            if replident:
+                cur.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY USING INDEX {}").format(
+                    table, sql.Identifier(index)))
 
 
 def _validate(conn, units: list[_Unit], copied: dict) -> dict:

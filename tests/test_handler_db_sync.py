@@ -1,0 +1,193 @@
+"""The db_sync Lambda handler: a scheduled event with moto-faked Secrets Manager, the check action,
+secret rotation, one-line failures and logs without passwords."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import psycopg2
+import pytest
+
+from dbsync.errors import DbSyncError
+
+SCHEDULED_EVENT = {
+    "version": "0",
+    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2026-11-25T03:00:00Z",
+    "region": "eu-west-1",
+    "resources": ["arn:aws:events:eu-west-1:123456789012:rule/db-sync-nightly"],
+    "detail": {},
+}
+
+
+class Context:
+    function_name = "db_sync"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:db_sync"
+    aws_request_id = "req-1234"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    from aws_lambda_powertools.utilities import parameters
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    for var in ("SOURCE_DATABASE_URL", "TARGET_DATABASE_URL", "SOURCE_DB_SECRET_ARN", "TARGET_DB_SECRET_ARN",
+                "SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "TARGET_DB_HOST", "TARGET_DB_PORT",
+                "TARGET_DB_NAME", "SYNC_TARGET_ALLOWLIST", "LOCK_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+    parameters.clear_caches()
+    with mock_aws():
+        import boto3
+
+        yield boto3.client("secretsmanager")
+    parameters.clear_caches()
+
+
+@pytest.fixture
+def handler_logs():
+    """Everything the handler logs (powertools writes JSON lines to its own stream)."""
+    from lambdas.db_sync import handler
+
+    buf = io.StringIO()
+    old = handler.logger.registered_handler.setStream(buf)
+    yield buf
+    handler.logger.registered_handler.setStream(old)
+
+
+def tcp_params(pg_server, dbname: str) -> dict:
+    params = psycopg2.extensions.parse_dsn(pg_server.dsn(dbname, via="127.0.0.1"))
+    if not params.get("password") or not params.get("host"):
+        pytest.skip("needs a server reached over TCP with a password")
+    return params
+
+
+def configure(aws, monkeypatch, pg_server, prod_dsn, staging_dsn, *, target_password=None) -> dict:
+    """Source: full RDS secret JSON. Target: an RDS-managed master secret (username/password only),
+    the rest from TARGET_DB_HOST/PORT/NAME."""
+    src = tcp_params(pg_server, psycopg2.extensions.parse_dsn(prod_dsn)["dbname"])
+    tgt = tcp_params(pg_server, psycopg2.extensions.parse_dsn(staging_dsn)["dbname"])
+    source_arn = aws.create_secret(Name="db-sync/source", SecretString=json.dumps({
+        "engine": "postgres", "host": src["host"], "port": int(src["port"]), "username": src["user"],
+        "password": src["password"], "dbname": src["dbname"]}))["ARN"]
+    target_arn = aws.create_secret(Name="db-sync/target", SecretString=json.dumps({
+        "username": tgt["user"], "password": target_password or tgt["password"]}))["ARN"]
+    monkeypatch.setenv("SOURCE_DB_SECRET_ARN", source_arn)
+    monkeypatch.setenv("TARGET_DB_SECRET_ARN", target_arn)
+    monkeypatch.setenv("TARGET_DB_HOST", tgt["host"])
+    monkeypatch.setenv("TARGET_DB_PORT", str(tgt["port"]))
+    monkeypatch.setenv("TARGET_DB_NAME", tgt["dbname"])
+    monkeypatch.setenv("SYNC_TARGET_ALLOWLIST", f"staging.example.internal/other, {tgt['host']}/{tgt['dbname']}")
+    return {"source_arn": source_arn, "target_arn": target_arn, "password": tgt["password"]}
+
+
+def log_lines(buf: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in buf.getvalue().splitlines() if line.strip()]
+
+
+def test_reset_sequences_is_importable_from_the_handler():
+    from dbsync.sequences import reset_sequences as engine
+    from lambdas.db_sync.handler import reset_sequences
+
+    assert reset_sequences is engine
+
+
+def test_scheduled_event_with_secrets_syncs_and_fixes_inserts(aws, monkeypatch, pg_server, prod_and_staging,
+                                                             connect_db, handler_logs):
+    from lambdas.db_sync.handler import lambda_handler
+
+    prod_dsn, staging_dsn = prod_and_staging
+    cfg = configure(aws, monkeypatch, pg_server, prod_dsn, staging_dsn)
+
+    # The check action first: the old-sync staging is broken, and says so.
+    check = lambda_handler({"action": "check-sequences"}, Context())
+    assert check["ok"] is False
+    assert {(p["table"], p["column"]) for p in check["problems"]} >= {("books", "id"), ("users", "id")}
+    assert all(p["problem"] for p in check["problems"])
+
+    result = lambda_handler(SCHEDULED_EVENT, Context())
+    json.dumps(result)
+    assert result["validation"]["ok"] and len(result["tables"]) == 6
+    assert {r["table"] for r in result["sequences_reset"]} == {"users", "authors", "books", "reviews"}
+    assert "secret" in result["target"] and cfg["password"] not in json.dumps(result)
+
+    staging = connect_db(staging_dsn)
+    with staging.cursor() as cur:
+        cur.execute("INSERT INTO books (title) VALUES ('after the sync') RETURNING id")
+        new_id = cur.fetchone()[0]
+        cur.execute("SELECT max(id) FROM books WHERE id <> %s", (new_id,))
+        assert new_id > cur.fetchone()[0]
+    staging.rollback()
+
+    assert lambda_handler({"action": "check-sequences"}, None) == {"ok": True, "problems": []}
+
+    lines = log_lines(handler_logs)
+    messages = [line["message"] for line in lines]
+    assert "sync starting" in messages and "sync finished" in messages
+    assert sum(m == "table copied" for m in messages) == 6
+    assert all(line["service"] == "db_sync" for line in lines)
+    assert cfg["password"] not in handler_logs.getvalue()
+
+
+def test_rotated_secret_is_fetched_again_after_an_authentication_failure(aws, monkeypatch, pg_server,
+                                                                         prod_and_staging, handler_logs):
+    from dbsync.secrets import fetch_secret
+    from lambdas.db_sync.handler import lambda_handler
+
+    prod_dsn, staging_dsn = prod_and_staging
+    stale = "stale-password-before-rotation"
+    cfg = configure(aws, monkeypatch, pg_server, prod_dsn, staging_dsn, target_password=stale)
+    assert stale in fetch_secret(cfg["target_arn"])  # a warm Lambda cached the old secret
+    tgt = json.loads(aws.get_secret_value(SecretId=cfg["target_arn"])["SecretString"])
+    aws.put_secret_value(SecretId=cfg["target_arn"],
+                         SecretString=json.dumps({**tgt, "password": cfg["password"]}))  # rotation
+    assert stale in fetch_secret(cfg["target_arn"])  # the cache still holds it
+
+    result = lambda_handler(SCHEDULED_EVENT, Context())
+    assert result["validation"]["ok"]
+    assert stale not in handler_logs.getvalue() and cfg["password"] not in handler_logs.getvalue()
+
+
+def test_wrong_password_fails_in_one_line_without_leaking_it(aws, monkeypatch, pg_server, prod_and_staging,
+                                                            handler_logs):
+    from lambdas.db_sync.handler import lambda_handler
+
+    prod_dsn, staging_dsn = prod_and_staging
+    wrong = "definitely-not-the-password-42"
+    cfg = configure(aws, monkeypatch, pg_server, prod_dsn, staging_dsn, target_password=wrong)
+    with pytest.raises(DbSyncError) as err:
+        lambda_handler(SCHEDULED_EVENT, Context())
+    msg = str(err.value)
+    assert "cannot connect to the target database" in msg and "password authentication failed" in msg
+    assert "\n" not in msg and wrong not in msg and cfg["password"] not in msg
+    logged = handler_logs.getvalue()
+    assert wrong not in logged and cfg["password"] not in logged
+    failure = [line for line in log_lines(handler_logs) if line["level"] == "ERROR"]
+    assert failure and failure[-1]["error"] == msg
+
+
+def test_database_urls_from_the_environment_and_refusals(monkeypatch, prod_and_staging, handler_logs, aws):
+    from lambdas.db_sync.handler import lambda_handler
+
+    prod_dsn, staging_dsn = prod_and_staging
+    with pytest.raises(DbSyncError, match="no source database configured: set SOURCE_DATABASE_URL"):
+        lambda_handler(SCHEDULED_EVENT, None)
+    monkeypatch.setenv("SOURCE_DATABASE_URL", prod_dsn)
+    monkeypatch.setenv("TARGET_DATABASE_URL", staging_dsn)
+    with pytest.raises(DbSyncError, match="unknown action 'drop-everything'"):
+        lambda_handler({"action": "drop-everything"}, None)
+    dry = lambda_handler({"action": "sync", "dry_run": True, "tables": ["reviews"]}, None)
+    assert dry["dry_run"] and [t["table"] for t in dry["tables"]] == ["public.reviews"]
+    monkeypatch.setenv("SYNC_TARGET_ALLOWLIST", "staging-db.example.internal/staging")
+    with pytest.raises(DbSyncError, match="not in SYNC_TARGET_ALLOWLIST"):
+        lambda_handler(SCHEDULED_EVENT, None)
+    monkeypatch.setenv("TARGET_DB_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x")
+    with pytest.raises(DbSyncError, match="both TARGET_DATABASE_URL and TARGET_DB_SECRET_ARN are set"):
+        lambda_handler(SCHEDULED_EVENT, None)
