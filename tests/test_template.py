@@ -148,8 +148,17 @@ def of_type(resources: dict, kind: str) -> dict:
 # -- the tests --------------------------------------------------------------------------------------
 
 def test_cfn_lint_passes():
-    proc = subprocess.run([str(BIN / "cfn-lint"), str(TEMPLATE)], capture_output=True, text=True)
+    # Informational checks too: the template should not even draw a remark.
+    proc = subprocess.run([str(BIN / "cfn-lint"), "--include-checks", "I", "--", str(TEMPLATE)],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_cfn_lint_would_catch_a_broken_template(tmp_path):
+    broken = tmp_path / "template.yaml"
+    broken.write_text(TEMPLATE.read_text().replace("MemorySize: 1024", "MemorySize: 100000", 1))
+    proc = subprocess.run([str(BIN / "cfn-lint"), "--", str(broken)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "100000" in proc.stdout
 
 
 def test_sam_transform_gives_two_functions_from_one_artifact(transformed):
