@@ -48,7 +48,7 @@ class Settings(BaseSettings):
 
     @property
     def is_production(self) -> bool:
-        """An unknown stage is treated as prod: a guard must fail closed."""
+        """Unset counts as production: a guard that depends on it must fail closed."""
         return self.stage is None or self.stage in PROD_STAGES
 
 
