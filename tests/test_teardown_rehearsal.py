@@ -1,0 +1,231 @@
+"""Rehearse `make teardown-admin-route` on a copy of the tree, and its refusals.
+
+The copy is what git would check out (tracked and not-ignored files). After the teardown it must
+read as if the route had never existed: no file names it, only marked lines went, the app imports
+and serves without it even with a key configured, a few API tests and the template checks pass,
+and ruff is clean. Kept small on purpose: it proves the removal, it is not a second test run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SCRIPT = "scripts/teardown_admin_route.py"
+DELETED = {
+    "backend/app/api/v1/admin.py",
+    SCRIPT,
+    "tests/test_teardown_rehearsal.py",
+    ".github/workflows/remove-admin-route.yml",
+}
+ROUTE_PATH = "/api/v1/admin/reset-sequences"
+# Written independently of the script's own list, so that a gap in one shows in the other.
+TRACES = re.compile(r"admin-route|app\.api\.v1\.admin\b|v1/admin\.py|/admin/reset-sequences|ADMIN_API_KEY"
+                    r"|ADMIN_ALLOW_PROD|AdminApiKey|X-API-Key|teardown_admin_route|test_admin_route"
+                    r"|(?i:\badmin route\b)")
+SKIP = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
+def tree_files(root: Path) -> list[str]:
+    if (root / ".git").exists():
+        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                             capture_output=True, check=True).stdout.decode()
+        return sorted(f for f in set(out.split("\0")) if f and (root / f).is_file())
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in SKIP and not d.endswith(".egg-info")]
+        files += [Path(dirpath, f).relative_to(root).as_posix() for f in filenames]
+    return sorted(files)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {f: (root / f).read_bytes() for f in tree_files(root)}
+
+
+def copy_tree(src: Path, files: list[str], dst: Path) -> Path:
+    for f in files:
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / f, dst / f)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    return copy_tree(ROOT, tree_files(ROOT), tmp_path_factory.mktemp("pristine"))
+
+
+@pytest.fixture(scope="module")
+def torn(pristine, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    dst = copy_tree(pristine, tree_files(pristine), tmp_path_factory.mktemp("torn"))
+    cmd = ["make", "-C", str(dst), "teardown-admin-route"] if shutil.which("make") \
+        else [sys.executable, str(dst / SCRIPT)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return dst, proc
+
+
+def run_teardown(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(root / SCRIPT)], capture_output=True, text=True, timeout=120)
+
+
+# -- the rehearsal ------------------------------------------------------------------------------
+
+def test_only_the_route_and_its_tooling_are_gone(pristine, torn):
+    dst, _ = torn
+    before, after = snapshot(pristine), snapshot(dst)
+    deleted = set(before) - set(after)
+    route_tests = {f for f in before if re.fullmatch(r"tests/test_admin_route[^/]*\.py", f)}
+    assert route_tests, "the route's tests should exist before the teardown"
+    assert deleted == DELETED | route_tests
+    assert not set(after) - set(before), "the teardown created files"
+    changed = {f for f in after if after[f] != before[f]}
+    marked = {f for f, data in before.items() if f not in deleted and b"admin-route:begin" in data}
+    assert {"template.yaml", "README.md", "Makefile", "localdev/demo.py"} <= marked
+    assert changed == marked | {"backend/app/api/v1/__init__.py"}
+    for f in changed:
+        # Only whole lines went (the marked ones, and blank lines they left doubled).
+        old, new = before[f].decode().splitlines(), after[f].decode().splitlines()
+        it = iter(old)
+        assert all(line in it for line in new), f"{f}: lines were edited, not only removed"
+        assert TRACES.search(before[f].decode())
+
+
+def test_no_file_names_the_route_afterwards(torn):
+    dst, _ = torn
+    leftovers = [f"{f}:{n}: {line.strip()}" for f, data in snapshot(dst).items()
+                 for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1) if TRACES.search(line)]
+    assert leftovers == []
+    assert "teardown-admin-route" not in (dst / "Makefile").read_text()
+    assert not (dst / "scripts").exists()
+
+
+PROBE = """
+import json, os, sys
+from fastapi.testclient import TestClient
+import app, app.main
+client = TestClient(app.main.create_app())
+r = client.post(%r, headers={"X-API-Key": "k" * 32 if sys.argv[1] == "good" else "wrong"}, json={})
+print(json.dumps({"app": app.__file__, "status": r.status_code,
+                  "paths": sorted(client.get("/openapi.json").json()["paths"])}))
+"""
+
+
+def probe(tree: Path, key: str) -> dict:
+    """Build the app of `tree` in a fresh interpreter with an admin key configured."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADMIN_", "DATABASE_URL", "DB_"))}
+    env.update(PYTHONPATH=str(tree / "backend"), ADMIN_API_KEY="k" * 32, STAGE="staging",
+               DATABASE_URL="postgresql://nobody@127.0.0.1:1/none", AWS_DEFAULT_REGION="eu-west-1")
+    proc = subprocess.run([sys.executable, "-c", PROBE % ROUTE_PATH, key], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert Path(result["app"]).is_relative_to(tree / "backend"), result["app"]
+    return result
+
+
+def test_route_is_gone_even_with_a_key_configured(pristine, torn):
+    before = probe(pristine, "wrong")
+    assert before["status"] == 401 and ROUTE_PATH in before["paths"], "the probe must see the route before"
+    after = probe(torn[0], "good")
+    assert after["status"] == 404
+    assert not [p for p in after["paths"] if "admin" in p]
+    assert "/api/v1/books" in after["paths"] and "/health" in after["paths"]
+
+
+def test_api_and_template_tests_pass_afterwards(torn, pg_server):
+    dst, _ = torn
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADMIN_", "PYTEST_"))}
+    env["TEST_DATABASE_URL"] = pg_server.dsn("postgres")
+    tests = ["tests/test_api_lambda.py", "tests/test_template.py", "tests/test_workflows.py"]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=dst,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert re.search(r"\b\d+ passed\b", proc.stdout) and " failed" not in proc.stdout
+
+
+def test_demo_runs_without_the_route(torn):
+    dst, _ = torn
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADMIN_", "DATABASE_URL", "SOURCE_", "TARGET_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(dst), str(dst / "backend")])
+    proc = subprocess.run([sys.executable, "-m", "localdev.demo"], cwd=dst, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "All steps behaved as expected." in proc.stdout
+    assert "admin" not in proc.stdout.lower()
+
+
+def test_ruff_is_clean_afterwards(torn):
+    # The paths `make lint` checks, read from the torn Makefile itself.
+    lint = re.search(r"^\t\$\(VENV\)/bin/ruff check (.+)$", (torn[0] / "Makefile").read_text(), re.M)
+    assert lint, "the Makefile's lint target is not where this test expects it"
+    proc = subprocess.run([str(BIN / "ruff"), "check", "--no-cache", *lint.group(1).split()], cwd=torn[0],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_script_itself_is_clean():
+    proc = subprocess.run([str(BIN / "ruff"), "check", "--no-cache", SCRIPT], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# -- refusals: non-zero, a message naming the problem, and the tree untouched -------------------
+
+def _break_end_marker(root: Path) -> None:
+    path = root / "template.yaml"
+    head, _, tail = path.read_text().rpartition("# admin-route:end\n")
+    path.write_text(head + tail)
+
+
+def _remove_route_file(root: Path) -> None:
+    (root / "backend/app/api/v1/admin.py").unlink()
+
+
+def _remove_router_line(root: Path) -> None:
+    path = root / "backend/app/api/v1/__init__.py"
+    path.write_text("".join(ln for ln in path.read_text().splitlines(True) if "app.api.v1.admin" not in ln))
+
+
+def _unmarked_mention(root: Path) -> None:
+    path = root / "backend/app/core/settings.py"
+    path.write_text(path.read_text() + "\n# see ADMIN_API_KEY\n")
+
+
+def _nested_marker(root: Path) -> None:
+    path = root / "Makefile"
+    path.write_text(path.read_text().replace("# admin-route:begin\n", "# admin-route:begin\n# admin-route:begin\n"))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_break_end_marker, "never closed"),
+    (_remove_route_file, "backend/app/api/v1/admin.py: missing"),
+    (_remove_router_line, "exactly one line naming 'app.api.v1.admin'"),
+    (_unmarked_mention, "backend/app/core/settings.py"),
+    (_nested_marker, "inside the block"),
+])
+def test_refuses_and_changes_nothing(pristine, tmp_path, damage, message):
+    root = copy_tree(pristine, tree_files(pristine), tmp_path / "tree")
+    damage(root)
+    before = snapshot(root)
+    proc = run_teardown(root)
+    assert proc.returncode == 1
+    assert "nothing was changed" in proc.stderr and message in proc.stderr, proc.stderr
+    assert snapshot(root) == before
+
+
+def test_dry_run_changes_nothing(pristine, tmp_path):
+    root = copy_tree(pristine, tree_files(pristine), tmp_path / "tree")
+    before = snapshot(root)
+    proc = subprocess.run([sys.executable, str(root / SCRIPT), "--dry-run"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "delete  backend/app/api/v1/admin.py" in proc.stdout
+    assert snapshot(root) == before
