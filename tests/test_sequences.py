@@ -86,6 +86,18 @@ def test_serial_identity_and_unowned_sequences_all_take_their_next_insert(db):
     assert by_table(rows, "s_int")["previous"] == 1
 
 
+def test_sequence_positions_read_without_pg_get_sequence_data(db, monkeypatch):
+    """The path for servers before PostgreSQL 18 reads each sequence relation."""
+    import dbsync.sequences
+
+    monkeypatch.setattr(dbsync.sequences, "SEQUENCE_DATA_FUNCTION_SINCE", 10**9)
+    run(db, "CREATE TABLE a (id serial PRIMARY KEY)", "INSERT INTO a VALUES (4)",
+        "CREATE TABLE b (id serial PRIMARY KEY)", "SELECT setval('b_id_seq', 30)")
+    rows = reset_sequences(db)
+    assert (by_table(rows, "a")["previous"], by_table(rows, "a")["value"]) == (1, 5)
+    assert (by_table(rows, "b")["previous"], by_table(rows, "b")["action"]) == (31, "unchanged")
+
+
 def test_a_shared_sequence_clears_every_table_it_feeds(db):
     run(db,
         "CREATE SEQUENCE shared_ids",

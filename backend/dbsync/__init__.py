@@ -1,6 +1,6 @@
 """The shared engine: catalog reading, sequence planning and repair, streaming copy and the sync.
 
-The API's admin route, the db_sync Lambda and the `db-sync` CLI are thin shells over it.
+The API, the db_sync Lambda and the `db-sync` CLI are thin shells over it.
 """
 
 from dbsync.errors import DbSyncError

@@ -41,6 +41,8 @@ NAMEDATALEN = 64
 # Statements per round trip when reading extremes or sequence states: large enough to make 10,000
 # tables a handful of queries, small enough to plan quickly.
 MAX_PER_QUERY = 1000
+# pg_get_sequence_data() exists from PostgreSQL 18 on; older servers read each sequence relation.
+SEQUENCE_DATA_FUNCTION_SINCE = 180000
 
 
 @dataclass
@@ -149,6 +151,7 @@ class _Session:
                 conn.commit()
             conn.autocommit = False
         self.cur = conn.cursor()
+        self.server_version = conn.info.server_version
         self._set_lock_timeout()
         self.budget = max(64, catalog.lock_capacity(self.cur) // 4)
         self.end_batch()
@@ -234,21 +237,35 @@ def _read_extremes(session: _Session, plans: list[SequencePlan]) -> None:
 
 
 def _read_states(session: _Session, plans: list[SequencePlan]) -> None:
+    """Each sequence's (last_value, is_called), from which its next value follows."""
     work = [sp for sp in plans if sp.sequence.exists and not sp.error]
-
-    def query(chunk):
-        parts = [
-            sql.SQL("SELECT {}::int, last_value, is_called FROM {}").format(
-                sql.Literal(i), _qualified(sp.sequence.schema, sp.sequence.name))
-            for i, sp in enumerate(chunk)
-        ]
-        session.cur.execute(sql.SQL(" UNION ALL ").join(parts))
-        return session.cur.fetchall()
+    if session.server_version >= SEQUENCE_DATA_FUNCTION_SINCE:
+        # PostgreSQL 18's pg_get_sequence_data (what pg_dump 18 uses): one function call per
+        # sequence instead of a scan per sequence in a 1,000-way UNION ALL.
+        def query(chunk):
+            session.cur.execute(
+                "SELECT d.last_value, d.is_called FROM unnest(%s::oid[]) WITH ORDINALITY AS u(seq, i),"
+                " LATERAL pg_get_sequence_data(u.seq::regclass) AS d ORDER BY u.i",
+                ([sp.sequence.oid for sp in chunk],),
+            )
+            return list(enumerate(session.cur.fetchall()))
+    else:
+        def query(chunk):
+            parts = [
+                sql.SQL("SELECT last_value, is_called FROM {}").format(
+                    _qualified(sp.sequence.schema, sp.sequence.name))
+                for sp in chunk
+            ]
+            session.cur.execute(sql.SQL(" UNION ALL ").join(parts))
+            return list(enumerate(session.cur.fetchall()))
 
     def merge(chunk, rows):
-        for i, last, called in rows:
+        for i, (last, called) in rows:
             sp = chunk[i]
-            sp.current_next = int(last) + sp.sequence.increment if called else int(last)
+            if last is None:
+                sp.fail(f"permission denied: cannot read sequence {sp.sequence.qualified}")
+            else:
+                sp.current_next = int(last) + sp.sequence.increment if called else int(last)
 
     _run_chunked(session, work, lambda sp: 1, query, merge,
                  lambda sp, msg: sp.fail(f"cannot read sequence {sp.sequence.qualified}: {msg}"))
