@@ -421,16 +421,28 @@ def test_table_subset_with_foreign_keys_from_outside_is_refused(prod_and_staging
 
 def test_table_subset_syncs_only_those_tables(prod_and_staging, connect_db):
     prod_dsn, staging_dsn = prod_and_staging
-    prod = connect_db(prod_dsn)
+    sync_databases(prod_dsn, staging_dsn)
+    prod, staging = connect_db(prod_dsn), connect_db(staging_dsn)
     with prod.cursor() as cur:
         cur.execute("DELETE FROM reviews WHERE rating = 1")
         cur.execute("UPDATE authors SET name = upper(name)")
     prod.commit()
+    with staging.cursor() as cur:
+        # Staging handed out user ids beyond its data, and has a table of its own ahead of its rows:
+        # a sync of other tables must not move those sequences back.
+        cur.execute("SELECT setval('users_id_seq', 7777)")
+        cur.execute("CREATE TABLE staging_notes (id serial PRIMARY KEY, note text)")
+        cur.execute("INSERT INTO staging_notes (note) VALUES ('a'), ('b')")
+        cur.execute("SELECT setval('staging_notes_id_seq', 50)")
+    staging.commit()
     result = sync_databases(prod_dsn, staging_dsn, tables=["reviews"])
     assert [t["table"] for t in result["tables"]] == ["public.reviews"]
     p, s = data_fingerprint(prod_dsn), data_fingerprint(staging_dsn)
     assert s["rows public.reviews"] == p["rows public.reviews"]
     assert s["rows public.authors"] != p["rows public.authors"]  # not synced
+    after = next_values(staging_dsn)
+    assert after["public.users_id_seq"] == 7778 and after["public.staging_notes_id_seq"] == 51
+    assert after["public.reviews_id_seq"] == next_values(prod_dsn)["public.reviews_id_seq"]
 
 
 def test_dry_run_changes_nothing(prod_and_staging):

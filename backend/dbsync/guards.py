@@ -11,7 +11,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 
-from psycopg2 import sql
+import psycopg2
 
 from dbsync.errors import DbSyncError, pg_message
 
@@ -36,7 +36,7 @@ def server_identity(conn) -> ServerIdentity:
             cur.execute("SELECT system_identifier FROM pg_control_system()")
             sysid = cur.fetchone()[0]
             cur.execute("RELEASE SAVEPOINT dbsync_identity")
-        except Exception:  # permission denied on a locked-down managed server
+        except psycopg2.Error:  # permission denied on a locked-down managed server
             cur.execute("ROLLBACK TO SAVEPOINT dbsync_identity")
             sysid = None
     return ServerIdentity(sysid, start, db)
@@ -273,6 +273,3 @@ def check_lock_timeout_reached(exc) -> str | None:
                 " the tables — raise LOCK_TIMEOUT or retry when it is idle")
     return None
 
-
-def quote_list(idents) -> sql.Composed:
-    return sql.SQL(", ").join(idents)

@@ -2,8 +2,9 @@
 
 Source: one REPEATABLE READ READ ONLY transaction, so every table is read from one snapshot.
 Target: one transaction — guards, TRUNCATE of every synced table in one statement, user
-triggers and foreign keys touching the set set aside, a streaming COPY per table, foreign keys
-re-added (each validated by one set-based query instead of one lookup per row), row counts
+triggers, foreign keys and indexes of the set put aside, a streaming COPY per table with its
+indexes rebuilt right after it, foreign keys re-added (each validated by one set-based query
+instead of one lookup per row), triggers re-enabled, row counts
 checked against the source's, sequences/defaults/identity made to match the source, the
 engine's reset_sequences() positioning every sequence from the source's positions, COMMIT.
 Any error before the COMMIT rolls everything back — sequences too, since inside a transaction
@@ -201,7 +202,7 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
         raise DbSyncError(f"reading the source failed while {current}: {pg_message(exc.original)};"
                           " the target was rolled back and is unchanged") from None
     except psycopg2.Error as exc:
-        lost = target.closed != 0 or isinstance(exc, psycopg2.OperationalError) and target.closed
+        lost = target.closed != 0
         _abandon(target, source)
         explained = guards.check_lock_timeout_reached(exc)
         if explained:
