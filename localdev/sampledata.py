@@ -58,19 +58,19 @@ def populate(conn, scale: float = 0.001) -> dict[str, int]:
             "  jsonb_build_object('pages', 100 + i %% 700, 'language', (ARRAY['en','fr','de','es'])[1 + i %% 4],"
             "                     'tags', jsonb_build_array('tag' || i %% 17, 'tag' || i %% 31),"
             "                     'summary', repeat('A tale of ' || i || '. ', 1 + i %% 5)),"
-            "  1 + (i * 7919) %% %s"
+            "  1 + (i::bigint * 7919) %% %s"
             " FROM generate_series(1, %s) i",
             (n["users"], n["books"]),
         )
         cur.execute(
             "INSERT INTO book_authors (book_id, author_id)"
-            " SELECT b, 1 + (b * 31) %% %s FROM generate_series(1, %s) b"
-            " UNION SELECT b, 1 + (b * 17 + 5) %% %s FROM generate_series(1, %s, 3) b",
+            " SELECT b, (1 + (b::bigint * 31) %% %s)::int FROM generate_series(1, %s) b"
+            " UNION SELECT b, (1 + (b::bigint * 17 + 5) %% %s)::int FROM generate_series(1, %s, 3) b",
             (n["authors"], n["books"], n["authors"], n["books"]),
         )
         cur.execute(
             "INSERT INTO reviews (book_id, user_id, rating, body)"
-            " SELECT 1 + (i * 13) %% %s, 1 + (i * 29) %% %s, 1 + i %% 5,"
+            " SELECT (1 + (i::bigint * 13) %% %s)::int, 1 + (i::bigint * 29) %% %s, 1 + i %% 5,"
             "  'Review number ' || i || ': ' || repeat('good ', i %% 20)"
             " FROM generate_series(1, %s) i",
             (n["books"], n["users"], n["reviews"]),
