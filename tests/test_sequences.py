@@ -429,6 +429,8 @@ def test_standalone_batches_stay_inside_a_small_lock_table(connect_db):
             run(conn, sql.SQL(" UNION ALL ").join(
                 sql.SQL("SELECT max(id) FROM {}").format(sql.Identifier(f"t{i}")) for i in range(n)))
         conn.rollback()
+        conn.close()  # flushes this session's statistics, its rollback included
+        conn = connect_db(server.dsn())
         rollbacks = "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()"
         before = scalar(conn, rollbacks)
         engine_conn = psycopg2.connect(server.dsn())

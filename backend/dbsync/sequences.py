@@ -41,6 +41,7 @@ NAMEDATALEN = 64
 # Statements per round trip when reading extremes or sequence states: large enough to make 10,000
 # tables a handful of queries, small enough to plan quickly.
 MAX_PER_QUERY = 1000
+LOCK_TIMEOUT_ERROR = "lock timeout"
 # pg_get_sequence_data() exists from PostgreSQL 18 on; older servers read each sequence relation.
 SEQUENCE_DATA_FUNCTION_SINCE = 180000
 
@@ -162,39 +163,47 @@ class _Session:
             scope = sql.SQL("LOCAL " if self.in_transaction else "")
             self.cur.execute(sql.SQL("SET {}lock_timeout = {}").format(
                 scope, sql.Literal(lock_timeout_setting())))
+        # After a batch times out, its items are retried one by one with at most a second's wait
+        # each: one busy table must not cost LOCK_TIMEOUT twice (the API answers within 30 s).
+        self.cur.execute("SELECT current_setting('lock_timeout'), (extract(epoch FROM least("
+                         "current_setting('lock_timeout')::interval, interval '1s')) * 1000)::int")
+        self.lock_timeout, self.retry_lock_timeout_ms = self.cur.fetchone()
 
     def end_batch(self) -> None:
         """Release the locks taken so far (standalone only)."""
         if not self.in_transaction:
             self.conn.commit()
 
-    def attempt(self, fn: Callable[[], object]) -> str | None:
+    def attempt(self, fn: Callable[[], object], *, short_lock_wait: bool = False) -> str | None:
         """Run fn; on a database error undo just fn and return the message."""
         if self.in_transaction:
             self.cur.execute("SAVEPOINT dbsync_step")
         try:
+            if short_lock_wait:
+                self.cur.execute("SELECT set_config('lock_timeout', %s, true)", (str(self.retry_lock_timeout_ms),))
             fn()
+            if short_lock_wait and self.in_transaction:
+                self.cur.execute("SELECT set_config('lock_timeout', %s, true)", (self.lock_timeout,))
         except psycopg2.Error as exc:
             if self.in_transaction:
                 self.cur.execute("ROLLBACK TO SAVEPOINT dbsync_step")
             else:
                 self.conn.rollback()
-            return _explain(exc)
+            return self.explain(exc)
         if self.in_transaction:
             self.cur.execute("RELEASE SAVEPOINT dbsync_step")
         return None
+
+    def explain(self, exc: psycopg2.Error) -> str:
+        if isinstance(exc, psycopg2.errors.LockNotAvailable):
+            return f"{LOCK_TIMEOUT_ERROR} ({self.lock_timeout}): the table or sequence is busy (see LOCK_TIMEOUT)"
+        return pg_message(exc)
 
     def close(self) -> None:
         self.cur.close()
         if not self.in_transaction and not self.conn.closed:
             self.conn.commit()  # only reads can be pending here: ends the transaction, releases locks
             self.conn.autocommit = self._autocommit
-
-
-def _explain(exc: psycopg2.Error) -> str:
-    if isinstance(exc, psycopg2.errors.LockNotAvailable):
-        return f"lock timeout ({lock_timeout_setting()}): the table or sequence is busy (set LOCK_TIMEOUT)"
-    return pg_message(exc)
 
 
 def _read_extremes(session: _Session, plans: list[SequencePlan]) -> None:
@@ -274,17 +283,18 @@ def _read_states(session: _Session, plans: list[SequencePlan]) -> None:
 def _run_chunked(session, work, cost, query, merge, fail) -> None:
     """Set-based reads in lock-bounded chunks; a chunk that fails is retried one by one so the
     error lands on the item that caused it."""
-    def run(chunk, into: list):
-        return session.attempt(lambda: into.extend(query(chunk)))
+    def run(chunk, into: list, short_lock_wait: bool = False):
+        return session.attempt(lambda: into.extend(query(chunk)), short_lock_wait=short_lock_wait)
 
     for chunk in _chunks(work, cost, session.budget):
         rows: list = []
-        if run(chunk, rows) is None:
+        chunk_error = run(chunk, rows)
+        if chunk_error is None:
             merge(chunk, rows)
         else:
             for w in chunk:
                 one: list = []
-                err = run([w], one)
+                err = run([w], one, short_lock_wait=chunk_error.startswith(LOCK_TIMEOUT_ERROR))
                 if err is None:
                     merge([w], one)
                 else:
@@ -521,7 +531,7 @@ def reset_sequences(conn, *, dry_run: bool = False, schemas: list[str] | None = 
     except psycopg2.Error as exc:
         if not session.in_transaction:
             conn.rollback()
-        raise DbSyncError(f"sequence repair failed: {_explain(exc)}") from None
+        raise DbSyncError(f"sequence repair failed: {session.explain(exc)}") from None
     finally:
         session.close()
 
