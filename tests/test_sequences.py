@@ -147,6 +147,18 @@ def test_schemas_limits_the_work_but_keeps_shared_sequences_whole(db):
     assert scalar(db, "SELECT last_value FROM two.t_id_seq") == 1  # untouched
 
 
+def test_tables_limits_the_work_to_their_sequences(db):
+    run(db,
+        "CREATE TABLE synced (id serial PRIMARY KEY)", "INSERT INTO synced VALUES (4)",
+        "CREATE TABLE mine (id serial PRIMARY KEY)", "SELECT setval('mine_id_seq', 90)",
+        "CREATE TABLE bare (id int PRIMARY KEY)",
+        "CREATE TABLE shares (id int PRIMARY KEY DEFAULT nextval('synced_id_seq'))", "INSERT INTO shares VALUES (40)")
+    rows = reset_sequences(db, tables=[("public", "synced")], exact=True)
+    assert {(r["table"], r["value"]) for r in rows} == {("synced", 41), ("shares", 41)}
+    assert scalar(db, "SELECT last_value FROM mine_id_seq") == 90  # not synced: not moved back
+    assert scalar(db, "SELECT count(*) FROM pg_class WHERE relname = 'bare_id_seq'") == 0
+
+
 # -- where the sequence goes -------------------------------------------------------------------
 
 

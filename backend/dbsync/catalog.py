@@ -166,9 +166,17 @@ def _execute(cur, query: str, args: tuple | None = None) -> list[tuple]:
             cur.execute("SELECT set_config('enable_nestloop', %s, true)", (previous,))
 
 
-def read_fed_columns(cur, schemas: list[str] | None = None) -> list[FedColumn]:
-    """Every column fed by a sequence. With `schemas`, the sequences that feed a column in those
-    schemas, with *all* the columns they feed (a shared sequence must clear every table)."""
+Tables = set[tuple[str, str]]
+
+
+def _selected(schema: str, table: str, schemas: list[str] | None, tables: Tables | None) -> bool:
+    return (not schemas or schema in schemas) and (tables is None or (schema, table) in tables)
+
+
+def read_fed_columns(cur, schemas: list[str] | None = None, tables: Tables | None = None) -> list[FedColumn]:
+    """Every column fed by a sequence. With `schemas` / `tables` ((schema, table) pairs), the
+    sequences that feed a column of those, with *all* the columns they feed (a shared sequence
+    must clear every table)."""
     rows = _execute(cur, _FED_COLUMNS.format(system_filter=SYSTEM_SCHEMA_FILTER))
     sequences: dict[int, Sequence] = {}
     columns: list[FedColumn] = []
@@ -185,8 +193,8 @@ def read_fed_columns(cur, schemas: list[str] | None = None) -> list[FedColumn]:
         kind = "identity" if is_identity else ("serial" if "owned" in vias else "default")
         columns.append(FedColumn(tbl, schema, table, qtable, col, attnum, typ, kind,
                                  has_default or is_identity, can_select, owns_table, 1, sequence=seq))
-    if schemas:
-        wanted = {c.sequence.oid for c in columns if c.schema in schemas}
+    if schemas or tables is not None:
+        wanted = {c.sequence.oid for c in columns if _selected(c.schema, c.table, schemas, tables)}
         columns = [c for c in columns if c.sequence.oid in wanted]
     return columns
 
@@ -201,11 +209,11 @@ class MissingKey:
     insert_grantees: list[str | None] = field(default_factory=list)  # None = PUBLIC
 
 
-def read_missing_keys(cur, schemas: list[str] | None = None) -> list[MissingKey]:
+def read_missing_keys(cur, schemas: list[str] | None = None, tables: Tables | None = None) -> list[MissingKey]:
     found = []
     for tbl, schema, table, qtable, col, attnum, typ, can_select, owns, can_create, owner in _execute(
             cur, _MISSING_KEYS.format(system_filter=SYSTEM_SCHEMA_FILTER)):
-        if schemas and schema not in schemas:
+        if not _selected(schema, table, schemas, tables):
             continue
         fc = FedColumn(tbl, schema, table, qtable, col, attnum, typ, "created", False, can_select, owns, 1)
         found.append(MissingKey(fc, owner, can_create))

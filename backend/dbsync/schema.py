@@ -207,21 +207,6 @@ def read_catalog(conn) -> Catalog:
     return Catalog(tables, sequences, list(feeds.values()), roots)
 
 
-def read_positions(conn, sequences: list[Sequence], batch: int = 500) -> None:
-    """Set `next_value` on each sequence: what its next nextval() returns (set-based, in batches)."""
-    with conn.cursor() as cur:
-        for i in range(0, len(sequences), batch):
-            chunk = sequences[i:i + batch]
-            parts = [
-                sql.SQL("SELECT {}::int, last_value, is_called FROM {}").format(sql.Literal(j), s.ident)
-                for j, s in enumerate(chunk)
-            ]
-            cur.execute(sql.SQL(" UNION ALL ").join(parts))
-            for j, last_value, is_called in cur.fetchall():
-                seq = chunk[j]
-                seq.next_value = last_value + seq.increment if is_called else last_value
-
-
 # -- comparing the two catalogs ---------------------------------------------------------------
 
 _INT_RANK = {"smallint": 1, "integer": 2, "bigint": 3}
@@ -421,19 +406,11 @@ def _grant_like_inserters(cur, seq: Sequence, tables: list[Table]) -> None:
         cur.execute(sql.SQL("GRANT USAGE, SELECT ON SEQUENCE {} TO {}").format(seq.ident, who))
 
 
-_CURRENT_POSITIONS_SQL = """
-SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), last_value + increment_by
-FROM pg_sequences WHERE last_value IS NOT NULL
-"""
-
-
 def target_positions(source: Catalog, target_conn, table_keys: set[tuple[str, str]]) -> dict[str, int]:
     """The engine's `positions`: target sequence name → the source's next value, for every column
     of the synced tables that a source sequence feeds. Read after align_sequences, so the target
     sequence is the one now feeding the same column (its name may differ from the source's).
-
-    The engine runs over the whole target with exact=True; every other sequence (tables not
-    synced, or only on the target) gets its own current position, so it never moves backwards."""
+    The engine is limited to the synced tables' sequences (`tables=`), so no other moves."""
     target = read_catalog(target_conn)
     by_column = {(f.table, f.column): f.sequence for f in target.feeds}
     positions: dict[str, int] = {}
@@ -448,10 +425,6 @@ def target_positions(source: Catalog, target_conn, table_keys: set[tuple[str, st
         # Several source sequences could feed one target sequence; the highest position clears all.
         prev = positions.get(name)
         positions[name] = sseq.next_value if prev is None else _further(prev, sseq.next_value, sseq.increment)
-    with target_conn.cursor() as cur:
-        cur.execute(_CURRENT_POSITIONS_SQL)  # NULL last_value: never used (or unreadable): START is its floor
-        for name, current in cur.fetchall():
-            positions.setdefault(name, current)
     return positions
 
 

@@ -357,16 +357,16 @@ def _decide(sp: SequencePlan, *, exact: bool, positions: dict[str, int] | None, 
             it.value = None
 
 
-def _plan(session: _Session, *, schemas, exact, create_missing, positions) -> list[SequencePlan]:
+def _plan(session: _Session, *, schemas, tables, exact, create_missing, positions) -> list[SequencePlan]:
     cur = session.cur
-    columns = catalog.read_fed_columns(cur, schemas)
+    columns = catalog.read_fed_columns(cur, schemas, tables)
     by_seq: dict[int, SequencePlan] = {}
     for c in columns:
         sp = by_seq.setdefault(c.sequence.oid, SequencePlan(c.sequence))
         sp.items.append(PlanItem(c, c.sequence, restore_default=not c.has_default))
     plans = list(by_seq.values())
     if create_missing:
-        plans += _plan_missing_keys(cur, schemas, by_seq)
+        plans += _plan_missing_keys(cur, schemas, tables, by_seq)
     catalog.annotate_tree(cur, [it.column for sp in plans for it in sp.items])
     session.end_batch()
 
@@ -384,8 +384,8 @@ def _plan(session: _Session, *, schemas, exact, create_missing, positions) -> li
     return plans
 
 
-def _plan_missing_keys(cur, schemas, by_seq: dict[int, SequencePlan]) -> list[SequencePlan]:
-    missing = catalog.read_missing_keys(cur, schemas)
+def _plan_missing_keys(cur, schemas, tables, by_seq: dict[int, SequencePlan]) -> list[SequencePlan]:
+    missing = catalog.read_missing_keys(cur, schemas, tables)
     if not missing:
         return []
     names = catalog.relation_names(cur, {m.column.schema for m in missing})
@@ -504,25 +504,29 @@ def _items(plans: Iterable[SequencePlan]) -> list[dict]:
     return out
 
 
-def plan_sequences(conn, *, schemas: list[str] | None = None, exact: bool = False,
-                   create_missing: bool = True, positions: dict[str, int] | None = None,
+def plan_sequences(conn, *, schemas: list[str] | None = None, tables: Iterable[tuple[str, str]] | None = None,
+                   exact: bool = False, create_missing: bool = True, positions: dict[str, int] | None = None,
                    in_transaction: bool | None = None) -> list[dict]:
     """What reset_sequences would do, changing nothing."""
-    return reset_sequences(conn, dry_run=True, schemas=schemas, exact=exact, create_missing=create_missing,
-                           positions=positions, in_transaction=in_transaction)
+    return reset_sequences(conn, dry_run=True, schemas=schemas, tables=tables, exact=exact,
+                           create_missing=create_missing, positions=positions, in_transaction=in_transaction)
 
 
-def reset_sequences(conn, *, dry_run: bool = False, schemas: list[str] | None = None, exact: bool = False,
+def reset_sequences(conn, *, dry_run: bool = False, schemas: list[str] | None = None,
+                    tables: Iterable[tuple[str, str]] | None = None, exact: bool = False,
                     create_missing: bool = True, positions: dict[str, int] | None = None,
                     in_transaction: bool | None = None) -> list[dict]:
     """Repair every sequence-fed column; one dict per column (see the module docstring).
 
-    in_transaction=None detects the mode: a connection inside a transaction is the caller's
-    transaction (nothing is committed, sequences move transactionally); an idle one is standalone.
+    `schemas` / `tables` ((schema, table) pairs) limit the work to the sequences feeding those
+    tables (each with every column it feeds). in_transaction=None detects the mode: a connection
+    inside a transaction is the caller's transaction (nothing is committed, sequences move
+    transactionally); an idle one is standalone.
     """
     session = _Session(conn, in_transaction)
     try:
-        plans = _plan(session, schemas=schemas, exact=exact, create_missing=create_missing, positions=positions)
+        plans = _plan(session, schemas=schemas, tables=None if tables is None else set(tables), exact=exact,
+                      create_missing=create_missing, positions=positions)
         if not dry_run:
             _apply(session, plans)
         elif not session.in_transaction:
@@ -554,12 +558,15 @@ def check_sequences(conn, *, schemas: list[str] | None = None) -> list[dict]:
     return problems
 
 
-def read_positions(conn, *, schemas: list[str] | None = None) -> dict[str, int]:
-    """Each sequence's next value, keyed like the plan's `sequence` (for the sync's `positions`)."""
-    session = _Session(conn, None)
+def read_positions(conn, *, schemas: list[str] | None = None, tables: Iterable[tuple[str, str]] | None = None,
+                   in_transaction: bool | None = None) -> dict[str, int]:
+    """The next value of each sequence feeding a column (of `tables`, if given), keyed like the
+    plan's `sequence`: what the sync passes back as `positions`. Runs in the caller's transaction
+    if there is one (the sync's source snapshot)."""
+    session = _Session(conn, in_transaction)
     try:
-        plans = [SequencePlan(c.sequence) for c in {c.sequence.oid: c for c in
-                                                     catalog.read_fed_columns(session.cur, schemas)}.values()]
+        fed = catalog.read_fed_columns(session.cur, schemas, None if tables is None else set(tables))
+        plans = [SequencePlan(seq) for seq in {c.sequence.oid: c.sequence for c in fed}.values()]
         unreadable = [sp.sequence.qualified for sp in plans if not sp.sequence.can_read]
         if unreadable:
             raise DbSyncError(f"needs SELECT on sequence(s) {', '.join(unreadable[:5])}")

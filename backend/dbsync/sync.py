@@ -24,7 +24,7 @@ from dbsync import guards, schema
 from dbsync.connect import connect, describe_dsn
 from dbsync.copy import SourceCopyError, copy_in_statement, copy_out_statement, stream_copy
 from dbsync.errors import DbSyncError, pg_message
-from dbsync.sequences import reset_sequences
+from dbsync.sequences import read_positions, reset_sequences
 
 __all__ = ["sync_databases", "reset_sequences"]
 
@@ -101,7 +101,10 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
         guards.check_ownership(target, target_oids, existing_target_seqs)
         guards.check_lock_budget(target, target_oids, side="target", extra=len(source_seqs))
         guards.check_lock_budget(source, [u.source.oid for u in units], side="source")
-        schema.read_positions(source, [scat.sequences[k] for k in source_seqs])
+        # Inside the source's snapshot transaction (it is one already: in_transaction=True says so).
+        source_next = read_positions(source, tables=keys, in_transaction=True)
+        for k in source_seqs:
+            scat.sequences[k].next_value = source_next.get(scat.sequences[k].label)
         lap("guards")
 
         report = {
@@ -179,7 +182,7 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
         current = "repairing sequences"
         report["schema_changes"] = schema.align_sequences(target, scat, tcat, keys)
         positions = schema.target_positions(scat, target, keys)
-        results = reset_sequences(target, exact=True, create_missing=False, positions=positions)
+        results = reset_sequences(target, tables=keys, exact=True, create_missing=False, positions=positions)
         report["sequences_reset"] = results
         errors = [r for r in results if r.get("action") == "error"]
         if errors:
