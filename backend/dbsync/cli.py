@@ -2,9 +2,11 @@
 
     db-sync reset-sequences [--dsn URL] [--schema S]... [--dry-run] [--exact] [--no-create] [--json]
     db-sync check-sequences [--dsn URL] [--schema S]... [--json]
+    db-sync sync [--source URL] [--target URL] [--table T]... [--dry-run] [--json]
 
 Exit status: 0 success; 1 a column ended in error (reset) or something is behind or missing
-(check); 2 bad input or an unreachable database (one line on stderr, never a traceback).
+(check); 2 bad input, an unreachable database, or a sync refused or rolled back (one line on
+stderr, never a traceback; a sync that exits 2 left the target unchanged).
 """
 
 from __future__ import annotations
