@@ -240,7 +240,7 @@ def run(server, *, scale: float = 1.0, pairs: int = 3, size_factors: tuple[float
     scales = sorted({scale, *(round(scale * f, 6) for f in size_factors)})
     results = []
     for s in scales:
-        n = pairs if s == scale else 1
+        n = pairs if s == scale else max(1, min(2, pairs))
         log(f"sync at scale {s:g} ({n} pair{'s' if n > 1 else ''}, A = db-sync sync, B = pg_dump | psql)")
         results.append(measure(server, s, n, log))
     table = Table(
@@ -258,6 +258,13 @@ def run(server, *, scale: float = 1.0, pairs: int = 3, size_factors: tuple[float
         sync = median(r["sync_s"])
         table.add(f"{r['scale']:g}", f"{r['size_mb']:.0f} MB", r["pairs"], fmt_s(sync), fmt_s(stock),
                   fmt_ratio(sync, stock), f"{max(r['sync_rss_mb']):.0f} MB", stock_rss)
+    main = next(r for r in results if r["scale"] == scale)
+    phases = (main["sync_json"] or {}).get("timings") if isinstance(main["sync_json"], dict) else None
+    if phases and main["sync_s"]:
+        startup = main["sync_s"][-1] - float(phases.get("total", 0))
+        table.notes.append(f"where the sync's time goes at scale {scale:g} (its own --json timings, last run): "
+                           + ", ".join(f"{k} {float(v):.2f} s" for k, v in phases.items() if k != "total")
+                           + f"; process start-up and imports {startup:.2f} s")
     errors = {r["sync_error"] for r in results if r["sync_error"]}
     table.notes += sorted(errors)
     table.notes.append("times: medians; size: source tables + indexes on disk; peak RSS: the largest of"
