@@ -461,3 +461,94 @@ def test_standalone_batches_stay_inside_a_small_lock_table(connect_db):
         assert scalar(conn, rollbacks) == before
         assert insert_defaults(conn, f"t{n - 1}", n=1) == [n + 1]
         conn.close()
+
+
+# -- schemas people really have (found in review) ---------------------------------------------------
+
+
+def test_row_level_security_is_an_error_not_a_collision(db):
+    role = "rls_owner_" + db.info.dbname.rsplit("_", 1)[-1]
+    run(db,
+        sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)),
+        sql.SQL("CREATE SCHEMA rls AUTHORIZATION {}").format(sql.Identifier(role)),
+        sql.SQL("SET ROLE {}").format(sql.Identifier(role)),
+        "CREATE TABLE rls.tenants (id serial PRIMARY KEY, tenant text)",
+        "INSERT INTO rls.tenants (tenant) SELECT CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END"
+        " FROM generate_series(1, 10) g",
+        "SELECT setval('rls.tenants_id_seq', 1)",
+        "ALTER TABLE rls.tenants ENABLE ROW LEVEL SECURITY",
+        "ALTER TABLE rls.tenants FORCE ROW LEVEL SECURITY",
+        "CREATE POLICY odd_only ON rls.tenants USING (id % 2 = 1)",
+        "CREATE TABLE rls.plain (id serial PRIMARY KEY)", "INSERT INTO rls.plain VALUES (3)")
+    try:
+        # The owner sees only odd ids through the policy: max() would say 9, and 10 would collide.
+        before = (scalar(db, "SHOW lock_timeout"), scalar(db, "SHOW row_security"))
+        rows = reset_sequences(db)
+        tenants = by_table(rows, "tenants")
+        assert tenants["action"] == "error" and "row-level security" in tenants["error"]
+        assert by_table(rows, "plain")["action"] == "reset"
+        # The caller's own settings are as they were.
+        assert (scalar(db, "SHOW lock_timeout"), scalar(db, "SHOW row_security")) == before
+    finally:
+        run(db, "RESET ROLE", "DROP SCHEMA rls CASCADE", sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_failed_change_does_not_undo_the_ones_before_it(db, db_dsn, connect_db, monkeypatch):
+    run(db,
+        "CREATE TABLE a (id serial PRIMARY KEY)", "INSERT INTO a VALUES (1), (2)",
+        "CREATE TABLE b (id serial PRIMARY KEY)", "INSERT INTO b VALUES (1), (2)",
+        "ALTER TABLE a ALTER id DROP DEFAULT", "ALTER TABLE b ALTER id DROP DEFAULT")
+    reader = connect_db(db_dsn)
+    with reader.cursor() as cur:
+        cur.execute("SELECT * FROM b")  # an open transaction: ALTER TABLE b must wait for it
+    monkeypatch.setenv("LOCK_TIMEOUT", "300ms")
+    rows = reset_sequences(db)
+    reader.rollback()
+    assert by_table(rows, "a")["action"] == "default_restored"
+    assert "lock timeout" in by_table(rows, "b")["error"]
+    assert insert_defaults(db, "a") == [3, 4]
+
+
+def test_a_wrapped_cycle_sequence_keeps_a_free_position_or_says_it_is_taken(db):
+    run(db,
+        "CREATE TABLE ring (id int PRIMARY KEY)",
+        "CREATE SEQUENCE ring_seq MAXVALUE 100 CYCLE OWNED BY ring.id",
+        "ALTER TABLE ring ALTER id SET DEFAULT nextval('ring_seq')",
+        "SELECT setval('ring_seq', 90)",
+        "INSERT INTO ring SELECT FROM generate_series(1, 15)",  # 91..100, then wraps to 1..5
+        "DELETE FROM ring WHERE id BETWEEN 91 AND 95")
+    assert check_sequences(db) == []
+    [row] = reset_sequences(db)
+    assert (row["action"], row["value"]) == ("unchanged", 6)
+    assert insert_defaults(db, "ring") == [6, 7]
+    run(db, "INSERT INTO ring VALUES (8)")
+    [problem] = check_sequences(db)
+    assert "wrapped" in problem["problem"] and "8" in problem["problem"]
+
+
+def test_numeric_nan_domains_of_domains_and_views(db):
+    run(db,
+        "CREATE SEQUENCE n_seq",
+        "CREATE TABLE n (id numeric PRIMARY KEY DEFAULT nextval('n_seq'))",
+        "INSERT INTO n VALUES (1), (2.5), ('NaN'), ('Infinity'), (1e30)",
+        "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+        "CREATE DOMAIN ident AS posint",
+        "CREATE TABLE d (id ident PRIMARY KEY)",
+        "CREATE SEQUENCE d_id_seq OWNED BY d.id",
+        "ALTER TABLE d ALTER id SET DEFAULT nextval('d_id_seq')",
+        "INSERT INTO d VALUES (1), (2), (3)",
+        "CREATE TABLE u (id ident PRIMARY KEY)", "INSERT INTO u VALUES (1), (2)",
+        "CREATE TABLE base (id int PRIMARY KEY)", "INSERT INTO base VALUES (1), (2)",
+        "CREATE SEQUENCE view_seq",
+        "CREATE VIEW through AS SELECT * FROM base",
+        "ALTER VIEW through ALTER id SET DEFAULT nextval('view_seq')")
+    rows = reset_sequences(db)
+    assert by_table(rows, "n")["value"] == 3
+    assert by_table(rows, "d")["value"] == 4
+    assert by_table(rows, "u")["action"] == "sequence_created"
+    assert by_table(rows, "through")["value"] == 3
+    assert by_table(rows, "base")["action"] == "sequence_created"
+    assert insert_defaults(db, "n", n=1) == [3]
+    assert insert_defaults(db, "d", n=1) == [4]
+    assert insert_defaults(db, "u", n=1) == [3]
+    assert insert_defaults(db, "through", n=1) == [3]

@@ -36,6 +36,7 @@ class Sequence:
     can_read: bool  # SELECT: read last_value / is_called
     can_update: bool  # UPDATE: setval()
     owned: bool  # the current role is (a member of) the owner: ALTER SEQUENCE
+    cycle: bool = False
     exists: bool = True  # False for one the plan would create
 
 
@@ -59,8 +60,23 @@ class FedColumn:
     sequence: Sequence | None = None
 
 
+# A domain's ultimate base type (a domain over a domain over int is an int).
+_BASE_TYPES = """
+base_types AS (
+    SELECT t.oid, t.typbasetype AS base FROM pg_type t WHERE t.typtype = 'd'
+    UNION ALL
+    SELECT b.oid, t.typbasetype FROM base_types b JOIN pg_type t ON t.oid = b.base AND t.typtype = 'd'
+),
+base_of AS (
+    SELECT b.oid, b.base FROM base_types b JOIN pg_type t ON t.oid = b.base AND t.typtype <> 'd'
+)"""
+_BASE_TYPE_JOIN = """
+LEFT JOIN base_of bo ON bo.oid = a.atttypid
+JOIN pg_type bt ON bt.oid = coalesce(bo.base, a.atttypid)"""
+
 _FED_COLUMNS = """
-WITH links AS (
+WITH RECURSIVE {base_types},
+links AS (
     -- DEFAULT nextval('s'): the attrdef row depends on the sequence
     SELECT ad.adrelid AS tbl, ad.adnum AS att, d.refobjid AS seq, 'default' AS via
     FROM pg_attrdef ad
@@ -86,13 +102,12 @@ SELECT f.tbl, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident
        format_type(ps.seqtypid, NULL),
        ps.seqstart, ps.seqincrement, ps.seqmin, ps.seqmax,
        has_sequence_privilege(s.oid, 'SELECT'), has_sequence_privilege(s.oid, 'UPDATE'),
-       pg_has_role(s.relowner, 'USAGE')
+       pg_has_role(s.relowner, 'USAGE'), ps.seqcycle
 FROM fed f
-JOIN pg_class c ON c.oid = f.tbl AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
+-- views and foreign tables too: an INSERT through them takes the default as well
+JOIN pg_class c ON c.oid = f.tbl AND c.relkind IN ('r', 'p', 'v', 'f') AND c.relpersistence <> 't'
 JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = f.tbl AND a.attnum = f.att AND NOT a.attisdropped
-JOIN pg_type t ON t.oid = a.atttypid
-JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+JOIN pg_attribute a ON a.attrelid = f.tbl AND a.attnum = f.att AND NOT a.attisdropped{base_type_join}
 LEFT JOIN pg_attrdef ad ON ad.adrelid = f.tbl AND ad.adnum = f.att
 JOIN pg_class s ON s.oid = f.seq
 JOIN pg_namespace sn ON sn.oid = s.relnamespace
@@ -108,6 +123,7 @@ ORDER BY n.nspname, c.relname, a.attnum
 # sync left of a serial column. A key that is also a foreign key (1:1 tables) takes its value
 # from the referenced row, so it is left alone.
 _MISSING_KEYS = """
+WITH RECURSIVE {base_types}
 SELECT c.oid, n.nspname, c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname, a.attnum,
        bt.typname, has_column_privilege(c.oid, a.attnum, 'SELECT'), pg_has_role(c.relowner, 'USAGE'),
        has_schema_privilege(c.relnamespace, 'CREATE'), pg_get_userbyid(c.relowner)
@@ -115,9 +131,7 @@ FROM pg_constraint pk
 JOIN pg_class c ON c.oid = pk.conrelid AND c.relkind IN ('r', 'p') AND NOT c.relispartition
                 AND c.relpersistence <> 't'
 JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = pk.conkey[1]
-JOIN pg_type t ON t.oid = a.atttypid
-JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = pk.conkey[1]{base_type_join}
 WHERE pk.contype = 'p' AND cardinality(pk.conkey) = 1 AND {system_filter}
   AND bt.typname IN ('int2', 'int4', 'int8')
   AND a.attidentity = '' AND a.attgenerated = ''
@@ -152,6 +166,12 @@ FROM tree r GROUP BY r.root
 """
 
 
+def _expand(template: str) -> str:
+    """Fill a query template with the constant fragments above (never with input)."""
+    return template.format(system_filter=SYSTEM_SCHEMA_FILTER, base_types=_BASE_TYPES,
+                           base_type_join=_BASE_TYPE_JOIN)
+
+
 def _execute(cur, query: str, args: tuple | None = None) -> list[tuple]:
     """Run a catalog query with nested loops off. Right after bulk DDL the catalogs' statistics
     are stale (a few rows where there are 100,000), and the planner's nested loops over them took
@@ -177,18 +197,18 @@ def read_fed_columns(cur, schemas: list[str] | None = None, tables: Tables | Non
     """Every column fed by a sequence. With `schemas` / `tables` ((schema, table) pairs), the
     sequences that feed a column of those, with *all* the columns they feed (a shared sequence
     must clear every table)."""
-    rows = _execute(cur, _FED_COLUMNS.format(system_filter=SYSTEM_SCHEMA_FILTER))
+    rows = _execute(cur, _expand(_FED_COLUMNS))
     sequences: dict[int, Sequence] = {}
     columns: list[FedColumn] = []
     for (tbl, schema, table, qtable, col, attnum, typ, vias, is_identity, has_default, can_select,
          owns_table, soid, sschema, sname, sq, stype, start, inc, smin, smax, s_read, s_update,
-         s_owned) in rows:
+         s_owned, s_cycle) in rows:
         if typ not in INTEGER_TYPES:
             continue  # e.g. 'id-' || nextval('s') on a text column: no order to compare with
         seq = sequences.get(soid)
         if seq is None:
             seq = sequences[soid] = Sequence(soid, sschema, sname, sq, stype, int(start), int(inc),
-                                             int(smin), int(smax), s_read, s_update, s_owned)
+                                             int(smin), int(smax), s_read, s_update, s_owned, s_cycle)
         vias = set(vias)
         kind = "identity" if is_identity else ("serial" if "owned" in vias else "default")
         columns.append(FedColumn(tbl, schema, table, qtable, col, attnum, typ, kind,
@@ -212,7 +232,7 @@ class MissingKey:
 def read_missing_keys(cur, schemas: list[str] | None = None, tables: Tables | None = None) -> list[MissingKey]:
     found = []
     for tbl, schema, table, qtable, col, attnum, typ, can_select, owns, can_create, owner in _execute(
-            cur, _MISSING_KEYS.format(system_filter=SYSTEM_SCHEMA_FILTER)):
+            cur, _expand(_MISSING_KEYS)):
         if not _selected(schema, table, schemas, tables):
             continue
         fc = FedColumn(tbl, schema, table, qtable, col, attnum, typ, "created", False, can_select, owns, 1)

@@ -80,6 +80,7 @@ class SequencePlan:
     extreme: int | None = None  # largest (ascending) or smallest (descending) value in the data
     value: int | None = None
     move: bool = False
+    probe: bool = False  # a wrapped CYCLE sequence: check its next value is free
     error: str | None = None
 
     def fail(self, message: str) -> None:
@@ -153,21 +154,25 @@ class _Session:
             conn.autocommit = False
         self.cur = conn.cursor()
         self.server_version = conn.info.server_version
-        self._set_lock_timeout()
-        self.budget = max(64, catalog.lock_capacity(self.cur) // 4)
-        self.end_batch()
-
-    def _set_lock_timeout(self) -> None:
-        self.cur.execute("SELECT current_setting('lock_timeout')")
-        if self.cur.fetchone()[0] in ("0", "0ms"):
-            scope = sql.SQL("LOCAL " if self.in_transaction else "")
-            self.cur.execute(sql.SQL("SET {}lock_timeout = {}").format(
-                scope, sql.Literal(lock_timeout_setting())))
+        self.cur.execute("SELECT current_setting('lock_timeout'), current_setting('row_security')")
+        self._saved = dict(zip(("lock_timeout", "row_security"), self.cur.fetchone(), strict=True))
+        # Row-level security would make max() see only some rows and the sequence land among the
+        # rest; off, a query it would filter fails instead, and that column reports the error.
+        self._set("row_security", "off")
+        if self._saved["lock_timeout"] in ("0", "0ms"):
+            self._set("lock_timeout", lock_timeout_setting())
         # After a batch times out, its items are retried one by one with at most a second's wait
         # each: one busy table must not cost LOCK_TIMEOUT twice (the API answers within 30 s).
         self.cur.execute("SELECT current_setting('lock_timeout'), (extract(epoch FROM least("
                          "current_setting('lock_timeout')::interval, interval '1s')) * 1000)::int")
         self.lock_timeout, self.retry_lock_timeout_ms = self.cur.fetchone()
+        self.budget = max(64, catalog.lock_capacity(self.cur) // 4)
+        self.end_batch()
+
+    def _set(self, name: str, value: str) -> None:
+        """For the engine's work only: transaction-local inside the caller's transaction, else for
+        the session until close() puts the caller's value back."""
+        self.cur.execute("SELECT set_config(%s, %s, %s)", (name, value, self.in_transaction))
 
     def end_batch(self) -> None:
         """Release the locks taken so far (standalone only)."""
@@ -175,23 +180,19 @@ class _Session:
             self.conn.commit()
 
     def attempt(self, fn: Callable[[], object], *, short_lock_wait: bool = False) -> str | None:
-        """Run fn; on a database error undo just fn and return the message."""
-        if self.in_transaction:
-            self.cur.execute("SAVEPOINT dbsync_step")
+        """Run fn; on a database error undo just fn (a savepoint: the batch's earlier work stays)
+        and return the message."""
+        self.cur.execute("SAVEPOINT dbsync_step")
         try:
             if short_lock_wait:
                 self.cur.execute("SELECT set_config('lock_timeout', %s, true)", (str(self.retry_lock_timeout_ms),))
             fn()
-            if short_lock_wait and self.in_transaction:
+            if short_lock_wait:
                 self.cur.execute("SELECT set_config('lock_timeout', %s, true)", (self.lock_timeout,))
         except psycopg2.Error as exc:
-            if self.in_transaction:
-                self.cur.execute("ROLLBACK TO SAVEPOINT dbsync_step")
-            else:
-                self.conn.rollback()
+            self.cur.execute("ROLLBACK TO SAVEPOINT dbsync_step")
             return self.explain(exc)
-        if self.in_transaction:
-            self.cur.execute("RELEASE SAVEPOINT dbsync_step")
+        self.cur.execute("RELEASE SAVEPOINT dbsync_step")
         return None
 
     def explain(self, exc: psycopg2.Error) -> str:
@@ -200,10 +201,14 @@ class _Session:
         return pg_message(exc)
 
     def close(self) -> None:
+        if not self.conn.closed and (self.conn.info.transaction_status
+                                     != psycopg2.extensions.TRANSACTION_STATUS_INERROR):
+            for name, value in self._saved.items():
+                self._set(name, value)
+            if not self.in_transaction:
+                self.conn.commit()  # only reads can be pending here: ends the transaction, releases locks
+                self.conn.autocommit = self._autocommit
         self.cur.close()
-        if not self.in_transaction and not self.conn.closed:
-            self.conn.commit()  # only reads can be pending here: ends the transaction, releases locks
-            self.conn.autocommit = self._autocommit
 
 
 def _read_extremes(session: _Session, plans: list[SequencePlan]) -> None:
@@ -219,11 +224,18 @@ def _read_extremes(session: _Session, plans: list[SequencePlan]) -> None:
                 continue  # the parent's max() covers this child's rows
             work.append((sp, c))
 
+    def extreme(sp: SequencePlan, c: FedColumn) -> sql.Composable:
+        agg = sql.SQL("max" if sp.sequence.increment > 0 else "min")
+        if c.type != "numeric":
+            return sql.SQL("{}({})").format(agg, sql.Identifier(c.column))
+        # NaN, ±Infinity and values beyond bigint can never collide with a sequence value.
+        return sql.SQL("{agg}({col}) FILTER (WHERE {col} BETWEEN {lo} AND {hi})").format(
+            agg=agg, col=sql.Identifier(c.column), lo=sql.Literal(-(2**63)), hi=sql.Literal(2**63 - 1))
+
     def query(chunk):
         parts = [
-            sql.SQL("SELECT {}::int, {}({})::numeric FROM {}").format(
-                sql.Literal(i), sql.SQL("max" if sp.sequence.increment > 0 else "min"),
-                sql.Identifier(c.column), _qualified(c.schema, c.table))
+            sql.SQL("SELECT {}::int, {}::numeric FROM {}").format(
+                sql.Literal(i), extreme(sp, c), _qualified(c.schema, c.table))
             for i, (sp, c) in enumerate(chunk)
         ]
         session.cur.execute(sql.SQL(" UNION ALL ").join(parts))
@@ -234,11 +246,13 @@ def _read_extremes(session: _Session, plans: list[SequencePlan]) -> None:
             if v is None:
                 continue
             sp, _ = chunk[i]
+            # A fractional extreme (numeric columns) rounds towards the data: extreme + increment
+            # is then the first whole value past it.
             if sp.sequence.increment > 0:
-                v = math.ceil(v)
+                v = math.floor(v)
                 sp.extreme = v if sp.extreme is None else max(sp.extreme, v)
             else:
-                v = math.floor(v)
+                v = math.ceil(v)
                 sp.extreme = v if sp.extreme is None else min(sp.extreme, v)
 
     _run_chunked(session, work, lambda w: w[1].lock_cost, query, merge,
@@ -271,10 +285,13 @@ def _read_states(session: _Session, plans: list[SequencePlan]) -> None:
     def merge(chunk, rows):
         for i, (last, called) in rows:
             sp = chunk[i]
+            seq = sp.sequence
             if last is None:
-                sp.fail(f"permission denied: cannot read sequence {sp.sequence.qualified}")
-            else:
-                sp.current_next = int(last) + sp.sequence.increment if called else int(last)
+                sp.fail(f"permission denied: cannot read sequence {seq.qualified}")
+                continue
+            sp.current_next = int(last) + seq.increment if called else int(last)
+            if seq.cycle and not (seq.minvalue <= sp.current_next <= seq.maxvalue):
+                sp.current_next = seq.minvalue if seq.increment > 0 else seq.maxvalue  # where it wraps to
 
     _run_chunked(session, work, lambda sp: 1, query, merge,
                  lambda sp, msg: sp.fail(f"cannot read sequence {sp.sequence.qualified}: {msg}"))
@@ -317,6 +334,13 @@ def _decide(sp: SequencePlan, *, exact: bool, positions: dict[str, int] | None, 
         ahead = sp.current_next is not None and sp.current_next < value
     if ahead and not exact:
         value = sp.current_next  # values up to here may have been handed out
+    if seq.cycle and not (seq.minvalue <= value <= seq.maxvalue):
+        # A CYCLE sequence whose data reaches its bound has wrapped: "after the data" means nothing
+        # there. It stays at its own (or the source's) position, which must not be a used value.
+        value = positions.get(seq.qualified) if positions and seq.qualified in positions else sp.current_next
+        sp.probe = value is not None
+        if value is None:
+            value = seq.start
     sp.value = value
     sp.move = value != sp.current_next or not seq.exists
     if inc > 0 and value > seq.maxvalue:
@@ -381,7 +405,31 @@ def _plan(session: _Session, *, schemas, tables, exact, create_missing, position
     for sp in plans:
         if not sp.error:
             _decide(sp, exact=exact, positions=positions, in_transaction=session.in_transaction)
+    _probe_wrapped(session, [sp for sp in plans if sp.probe and not sp.error])
     return plans
+
+
+def _probe_wrapped(session: _Session, plans: list[SequencePlan]) -> None:
+    """A wrapped CYCLE sequence keeps its position; fail it if that value is already taken."""
+    for sp in plans:
+        query = sql.SQL("SELECT ") + sql.SQL(" OR ").join(
+            sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {} = {})").format(
+                _qualified(it.column.schema, it.column.table), sql.Identifier(it.column.column),
+                sql.Literal(sp.value))
+            for it in sp.items)
+        found: list = []
+
+        def probe(q=query, into=found):
+            session.cur.execute(q)
+            into.append(session.cur.fetchone()[0])
+
+        err = session.attempt(probe)
+        if err:
+            sp.fail(f"cannot check {sp.sequence.qualified}: {err}")
+        elif found[0]:
+            sp.fail(f"CYCLE sequence {sp.sequence.qualified} has wrapped and its next value {sp.value}"
+                    " is already used: rows must be renumbered or deleted by hand")
+    session.end_batch()
 
 
 def _plan_missing_keys(cur, schemas, tables, by_seq: dict[int, SequencePlan]) -> list[SequencePlan]:
@@ -424,13 +472,14 @@ def _existing_sequence_plan(cur, schema: str, name: str) -> SequencePlan:
         "SELECT s.oid, quote_ident(n.nspname) || '.' || quote_ident(s.relname), format_type(ps.seqtypid, NULL),"
         " ps.seqstart,"
         " ps.seqincrement, ps.seqmin, ps.seqmax, has_sequence_privilege(s.oid, 'SELECT'),"
-        " has_sequence_privilege(s.oid, 'UPDATE'), pg_has_role(s.relowner, 'USAGE')"
+        " has_sequence_privilege(s.oid, 'UPDATE'), pg_has_role(s.relowner, 'USAGE'), ps.seqcycle"
         " FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace JOIN pg_sequence ps ON ps.seqrelid = s.oid"
         " WHERE n.nspname = %s AND s.relname = %s",
         (schema, name),
     )
-    oid, q, typ, start, inc, smin, smax, r, u, o = cur.fetchone()
-    return SequencePlan(Sequence(oid, schema, name, q, typ, int(start), int(inc), int(smin), int(smax), r, u, o))
+    oid, q, typ, start, inc, smin, smax, r, u, o, cycle = cur.fetchone()
+    return SequencePlan(Sequence(oid, schema, name, q, typ, int(start), int(inc), int(smin), int(smax), r, u, o,
+                                 cycle))
 
 
 # -- applying -----------------------------------------------------------------------------
