@@ -599,3 +599,211 @@ def test_a_sync_keeps_the_targets_indexes_and_constraints_exactly(prod_and_stagi
     assert result["set_aside"] == {"triggers": 0, "foreign_keys": 5, "indexes": 12}
     with staging.cursor() as cur, pytest.raises(psycopg2.errors.UniqueViolation):
         cur.execute("INSERT INTO users (id, email, display_name) VALUES (1, 'dup@example.com', 'dup')")
+
+
+# -- review findings: row security, non-integer sequences, sequence alignment, text COPY ----------
+
+def execute(dsn: str, *statements: str) -> None:
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for s in statements:
+                cur.execute(s)
+    finally:
+        conn.close()
+
+
+def fetch(dsn: str, query: str) -> list:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3")
+            return run(cur, query)
+    finally:
+        conn.close()
+
+
+def ensure_role(dsn: str, role: str) -> None:
+    execute(dsn, f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN"
+                 f" CREATE ROLE {role} LOGIN; END IF; END$$")
+
+
+def test_source_rows_hidden_by_row_security_fail_the_sync(pg_server, make_db):
+    """A source role that RLS policies apply to would copy only the rows it may see; the sync
+    refuses instead, naming the table, and writes nothing."""
+    src, tgt = make_db("rls_src"), make_db("rls_tgt")
+    ensure_role(src, "dbsync_rls_reader")
+    execute(src, "CREATE TABLE t (id serial PRIMARY KEY, tenant text)",
+            "INSERT INTO t (tenant) SELECT CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END FROM generate_series(1, 10) g",
+            "CREATE TABLE open_t (id int PRIMARY KEY)",
+            "ALTER TABLE t ENABLE ROW LEVEL SECURITY", "CREATE POLICY only_b ON t USING (tenant = 'b')",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO dbsync_rls_reader",
+            "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO dbsync_rls_reader")
+    execute(tgt, "CREATE TABLE t (id serial PRIMARY KEY, tenant text)", "CREATE TABLE open_t (id int PRIMARY KEY)",
+            "INSERT INTO t (tenant) VALUES ('old')")
+    before = snapshot(tgt)
+    reader = pg_server.dsn(psycopg2.extensions.parse_dsn(src)["dbname"], user="dbsync_rls_reader")
+    with pytest.raises(DbSyncError) as err:
+        sync_databases(reader, tgt)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "public.t" in msg and "row-level security" in msg and "BYPASSRLS" in msg and "open_t" not in msg
+    assert snapshot(tgt) == before
+    # The table's owner (here a superuser) bypasses the policy: every row arrives.
+    sync_databases(src, tgt)
+    assert fetch(tgt, "SELECT count(*) FROM t") == [(10,)]
+
+
+def test_target_forcing_row_security_on_its_owner_is_refused_clearly(pg_server, make_db):
+    src, tgt = make_db("rlsf_src"), make_db("rlsf_tgt")
+    ensure_role(tgt, "dbsync_rls_owner")
+    execute(src, "CREATE TABLE t (id int PRIMARY KEY, tenant text)", "INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+    execute(tgt, "CREATE TABLE t (id int PRIMARY KEY, tenant text)", "INSERT INTO t VALUES (7, 'b')",
+            "ALTER TABLE t OWNER TO dbsync_rls_owner",
+            "ALTER TABLE t ENABLE ROW LEVEL SECURITY", "ALTER TABLE t FORCE ROW LEVEL SECURITY",
+            "CREATE POLICY only_b ON t USING (tenant = 'b')")
+    before = snapshot(tgt)
+    owner = pg_server.dsn(psycopg2.extensions.parse_dsn(tgt)["dbname"], user="dbsync_rls_owner")
+    with pytest.raises(DbSyncError) as err:
+        sync_databases(src, owner)
+    msg = str(err.value)
+    assert "public.t" in msg and "row-level security" in msg and "NO FORCE ROW LEVEL SECURITY" in msg
+    assert snapshot(tgt) == before
+
+
+def test_sequence_feeding_a_text_column_mirrors_the_source(make_db):
+    ddl = ("CREATE SEQUENCE code_seq",
+           "CREATE TABLE t (id serial PRIMARY KEY, code text UNIQUE DEFAULT 'X' || nextval('code_seq'))")
+    src, tgt = make_db("txtseq_src"), make_db("txtseq_tgt")
+    execute(src, *ddl, "INSERT INTO t DEFAULT VALUES", "INSERT INTO t DEFAULT VALUES", "INSERT INTO t DEFAULT VALUES")
+    execute(tgt, *ddl)
+    result = sync_databases(src, tgt)
+    assert next_values(tgt) == next_values(src)
+    entry = [r for r in result["sequences_reset"] if r["sequence"] == "public.code_seq"]
+    assert entry == [{"schema": "public", "table": "t", "column": "code", "sequence": "public.code_seq",
+                      "kind": "default", "previous": 1, "value": 4, "action": "reset", "error": None,
+                      "note": "not an integer column: the source's position, no data floor"}]
+    execute(tgt, "INSERT INTO t DEFAULT VALUES")
+    assert fetch(tgt, "SELECT code FROM t ORDER BY id DESC LIMIT 1") == [("X4",)]
+
+
+def test_text_fed_sequence_missing_on_the_target_is_created_at_the_sources_position(make_db):
+    src, tgt = make_db("txtseq2_src"), make_db("txtseq2_tgt")
+    execute(src, "CREATE SEQUENCE code_seq START 100 INCREMENT 10",
+            "CREATE TABLE t (code text PRIMARY KEY DEFAULT 'C' || nextval('code_seq'), n int)",
+            "INSERT INTO t (n) VALUES (1), (2)")
+    execute(tgt, "CREATE TABLE t (code text PRIMARY KEY, n int)")  # as the old sync left it
+    result = sync_databases(src, tgt)
+    assert {c["action"] for c in result["schema_changes"]} == {"sequence_created", "default_restored"}
+    execute(tgt, "INSERT INTO t (n) VALUES (3)")
+    assert fetch(tgt, "SELECT code FROM t WHERE n = 3") == [("C120",)]
+
+
+def test_exhausted_text_fed_sequence_fails_the_sync_and_changes_nothing(make_db):
+    ddl = ("CREATE SEQUENCE code_seq MAXVALUE 3",
+           "CREATE TABLE t (code text PRIMARY KEY DEFAULT 'C' || nextval('code_seq'), n int)")
+    src, tgt = make_db("txtseq3_src"), make_db("txtseq3_tgt")
+    execute(src, *ddl, "INSERT INTO t (n) VALUES (1), (2), (3)")
+    execute(tgt, *ddl, "INSERT INTO t (n) VALUES (9)")
+    before = snapshot(tgt)
+    with pytest.raises(DbSyncError, match=r"public\.code_seq.*MAXVALUE 3"):
+        sync_databases(src, tgt)
+    assert snapshot(tgt) == before
+
+
+@pytest.mark.parametrize("source_ddl, target_ddl", [
+    ("CREATE TABLE t (id serial PRIMARY KEY, v int)",
+     "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v int)"),
+    ("CREATE TABLE t (id int GENERATED BY DEFAULT AS IDENTITY (START 100 INCREMENT 5) PRIMARY KEY, v int)",
+     "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v int)"),
+], ids=["serial-over-identity", "identity-options"])
+def test_identity_on_the_target_gets_the_sources_sequence(make_db, source_ddl, target_ddl):
+    src, tgt = make_db("ident_src"), make_db("ident_tgt")
+    execute(src, source_ddl, "INSERT INTO t (v) SELECT g FROM generate_series(1, 3) g")
+    execute(tgt, target_ddl)
+    sync_databases(src, tgt)
+    definition = ("SELECT attidentity, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, s.seqcycle,"
+                  " format_type(s.seqtypid, NULL) FROM pg_attribute a, pg_sequence s"
+                  " WHERE a.attrelid = 't'::regclass AND a.attname = 'id'"
+                  " AND s.seqrelid = pg_get_serial_sequence('t', 'id')::regclass")
+    assert fetch(tgt, definition) == fetch(src, definition)
+    assert next_values(tgt) == next_values(src)
+    execute(src, "INSERT INTO t (v) VALUES (0)")
+    execute(tgt, "INSERT INTO t (v) VALUES (0)")
+    assert fetch(tgt, "SELECT * FROM t ORDER BY id") == fetch(src, "SELECT * FROM t ORDER BY id")
+
+
+@pytest.mark.parametrize("source_seq, target_seq, target_position", [
+    ("CREATE SEQUENCE s MINVALUE 1000 START 1000", "CREATE SEQUENCE s", None),
+    ("CREATE SEQUENCE s INCREMENT -1", "CREATE SEQUENCE s", None),
+    ("CREATE SEQUENCE s AS integer", "CREATE SEQUENCE s AS bigint", 3000000000),
+], ids=["minvalue-raised", "descending", "narrower-type"])
+def test_existing_sequence_outside_the_sources_bounds_is_aligned(make_db, source_seq, target_seq, target_position):
+    src, tgt = make_db("bounds_src"), make_db("bounds_tgt")
+    table = "CREATE TABLE t (id bigint PRIMARY KEY DEFAULT nextval('s'))"
+    execute(src, source_seq, table, "INSERT INTO t DEFAULT VALUES", "INSERT INTO t DEFAULT VALUES")
+    execute(tgt, target_seq, table, "INSERT INTO t DEFAULT VALUES")
+    if target_position:
+        execute(tgt, f"SELECT setval('s', {target_position})")
+    result = sync_databases(src, tgt)
+    assert [c["action"] for c in result["schema_changes"]] == ["sequence_altered"]
+    definition = ("SELECT sequencename, data_type, start_value, min_value, max_value, increment_by, cycle,"
+                  " cache_size FROM pg_sequences")
+    assert fetch(tgt, definition) == fetch(src, definition)
+    assert next_values(tgt) == next_values(src)
+    execute(src, "INSERT INTO t DEFAULT VALUES")
+    execute(tgt, "INSERT INTO t DEFAULT VALUES")
+    assert fetch(tgt, "SELECT * FROM t ORDER BY id") == fetch(src, "SELECT * FROM t ORDER BY id")
+
+
+def test_text_copy_ignores_the_sources_session_defaults(make_db):
+    """A source database whose defaults make text output lossy or ambiguous (DMY dates, 15-digit
+    floats, SQL-standard intervals) still arrives exactly: the sync sets pg_dump's settings."""
+    ddl = ("CREATE TYPE mood AS ENUM ('ok', 'sad')",  # a user type: the table travels as text
+           "CREATE TABLE t (id int PRIMARY KEY, m mood, d date, f float8, ts timestamp, iv interval, r real)")
+    src, tgt = make_db("style_src"), make_db("style_tgt")
+    execute(src, *ddl, "INSERT INTO t VALUES (1, 'ok', '2024-01-02', 0.1 + 0.2, '2024-03-04 05:06:07.123456',"
+                       " '1 day 2 hours', 1/3.0),"
+                       " (2, 'sad', '2024-12-31', 1/3.0::float8, '2024-12-31 23:59:59', '-1 mon 3 days', 0.1)")
+    execute(tgt, *ddl)
+    name = psycopg2.extensions.parse_dsn(src)["dbname"]
+    execute(src, f'ALTER DATABASE "{name}" SET DateStyle = \'SQL, DMY\'',
+            f'ALTER DATABASE "{name}" SET extra_float_digits = 0',
+            f'ALTER DATABASE "{name}" SET IntervalStyle = sql_standard')
+    result = sync_databases(src, tgt)
+    assert [t["format"] for t in result["tables"]] == ["text"]
+    query = "SELECT t::text FROM t ORDER BY id"
+    assert fetch(tgt, query) == fetch(src, query)
+
+
+def test_source_in_another_encoding_arrives_converted(pg_server, make_db):
+    src, tgt = make_db("enc_src"), make_db("enc_tgt")
+    name = psycopg2.extensions.parse_dsn(src)["dbname"]
+    admin = pg_server.dsn("postgres")
+    execute(admin, f'DROP DATABASE "{name}"',
+            f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'")
+    conn = psycopg2.connect(src)
+    conn.set_client_encoding("UTF8")
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id int PRIMARY KEY, s text, m text[])")
+        cur.execute("INSERT INTO t VALUES (1, 'café ñ', ARRAY['é'])")
+    conn.commit()
+    conn.close()
+    execute(tgt, "CREATE TABLE t (id int PRIMARY KEY, s text, m text[])")
+    sync_databases(src, tgt)
+    assert fetch(tgt, "SELECT s, m FROM t") == [("café ñ", ["é"])]
+
+
+def test_source_encoding_without_a_conversion_to_utf8_is_refused(pg_server, make_db):
+    src, tgt = make_db("mule_src"), make_db("mule_tgt")
+    name = psycopg2.extensions.parse_dsn(src)["dbname"]
+    execute(pg_server.dsn("postgres"), f'DROP DATABASE "{name}"',
+            f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'MULE_INTERNAL' LC_COLLATE 'C' LC_CTYPE 'C'")
+    # psycopg2 has no codec for MULE_INTERNAL: connect in LATIN1, which the server converts.
+    src = psycopg2.extensions.make_dsn(src, client_encoding="LATIN1")
+    execute(src, "CREATE TABLE t (id int PRIMARY KEY)")
+    execute(tgt, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (5)")
+    with pytest.raises(DbSyncError, match=r"^the source database's encoding MULE_INTERNAL has no conversion to UTF8"):
+        sync_databases(src, tgt)
+    assert fetch(tgt, "SELECT * FROM t") == [(5,)]

@@ -229,6 +229,49 @@ def check_ownership(target_conn, table_oids: list[int], sequence_oids: list[int]
                       " so connect as their owner (or a member of the owning role)")
 
 
+# -- row-level security -------------------------------------------------------------------------
+
+# Tables whose policies would apply to the current role (PostgreSQL's check_enable_rls): RLS on,
+# the role neither superuser nor BYPASSRLS, and either not the owner or the owner under FORCE.
+_RLS_APPLIES_SQL = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relforcerowsecurity, current_user
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY(%s) AND c.relrowsecurity
+  AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls))
+  AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+ORDER BY 1
+"""
+
+
+def check_row_security(conn, table_oids: list[int], *, side: str) -> None:
+    """Both sessions run with row_security = off (as pg_dump does), so a policy that applies makes
+    the server raise instead of silently filtering rows; refuse up front, naming the tables,
+    rather than half-way through the copy."""
+    with conn.cursor() as cur:
+        cur.execute(_RLS_APPLIES_SQL, (table_oids,))
+        rows = cur.fetchall()
+    if not rows:
+        return
+    names = ", ".join(name for name, _, _ in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+    me = rows[0][2]
+    if side == "source":
+        raise DbSyncError(f"row-level security policies on {names} apply to the source role {me}, so it would"
+                          " read only the rows they show it: the source role must be allowed to bypass RLS"
+                          " (the tables' owner without FORCE ROW LEVEL SECURITY, or a role with BYPASSRLS);"
+                          " nothing was written")
+    raise DbSyncError(f"row-level security policies on {names} apply to the target role {me} (FORCE ROW LEVEL"
+                      " SECURITY), so it cannot load and count their rows: give it BYPASSRLS or ALTER TABLE"
+                      " … NO FORCE ROW LEVEL SECURITY; nothing was written")
+
+
+def row_security_hint(exc) -> str:
+    """The server's error when a policy would have applied under row_security = off, explained."""
+    text = pg_message(exc)
+    if getattr(exc, "pgcode", None) == "42501" and "row-level security" in text:
+        return text + " (the role must be allowed to bypass RLS: the table's owner, or BYPASSRLS)"
+    return text
+
+
 # -- foreign keys from outside the synced set ---------------------------------------------------
 
 _OUTSIDE_FKS_SQL = """

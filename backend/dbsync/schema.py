@@ -297,6 +297,20 @@ def _builtin_int(type_name: str) -> str:
     return type_name
 
 
+def _restart(seq: Sequence) -> sql.Composed:
+    """RESTART WITH the source's next value (or its START), clamped into its bounds: an exhausted
+    source sequence stands one step past them, and ALTER would refuse that."""
+    value = seq.start if seq.next_value is None else min(max(seq.next_value, seq.min), seq.max)
+    return sql.SQL("RESTART WITH {}").format(sql.Literal(value))
+
+
+def _identity_sequence(target: Catalog, feed: Feed) -> Sequence | None:
+    for f in target.feeds:
+        if f.kind == "identity" and f.table == feed.table and f.column == feed.column:
+            return target.sequences.get(f.sequence)
+    return None
+
+
 def _same_definition(a: Sequence, b: Sequence) -> bool:
     return (a.type, a.start, a.increment, a.min, a.max, a.cache, a.cycle) == (
         b.type, b.start, b.increment, b.min, b.max, b.cache, b.cycle)
@@ -329,6 +343,13 @@ def align_sequences(conn, source: Catalog, target: Catalog, table_keys: set[tupl
                         ttable.ident, col_ident, mode))
                     changes.append({"object": label, "action": "identity_mode_set",
                                     "detail": "ALWAYS" if scol.identity == "a" else "BY DEFAULT"})
+                tseq = _identity_sequence(target, f)
+                if tseq is not None and not _same_definition(sseq, tseq):
+                    # The identity's own sequence (its name may differ from prod's); RESTART keeps
+                    # the current position from falling outside the new bounds.
+                    cur.execute(sql.SQL("ALTER SEQUENCE {} {} {}").format(
+                        tseq.ident, _seq_options(sseq), _restart(sseq)))
+                    changes.append({"object": tseq.label, "action": "sequence_altered", "detail": label})
                 continue
             if tcol.default is not None:
                 cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(ttable.ident, col_ident))
@@ -349,6 +370,7 @@ def align_sequences(conn, source: Catalog, target: Catalog, table_keys: set[tupl
             changes.append({"object": label, "action": "identity_restored", "detail": sseq.label})
         # Plain sequences: create missing ones, align definitions, ownership, defaults.
         created: set[tuple[str, str]] = set()
+        altered: set[tuple[str, str]] = set()
         for f in feeds:
             if f.kind == "identity":
                 continue
@@ -358,6 +380,16 @@ def align_sequences(conn, source: Catalog, target: Catalog, table_keys: set[tupl
             scol = source.tables[f.table].columns[f.column]
             col_ident = sql.Identifier(f.column)
             label = f"{ttable.label}.{_quote_ident(f.column)}"
+            if tcol.identity:
+                # DROP IDENTITY drops the identity's sequence too; when it has prod's sequence
+                # name, that sequence is now missing and is created below.
+                cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP IDENTITY").format(ttable.ident, col_ident))
+                changes.append({"object": label, "action": "identity_dropped", "detail": None})
+                for key, tseq in list(target.sequences.items()):
+                    if tseq.identity and tseq.owned_by == (f.table[0], f.table[1], f.column):
+                        del target.sequences[key]
+                tcol.identity = ""
+                tcol.default = None
             tseq = target.sequences.get(f.sequence)
             if tseq is None and f.sequence not in created:
                 cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(sseq.schema)))
@@ -365,13 +397,13 @@ def align_sequences(conn, source: Catalog, target: Catalog, table_keys: set[tupl
                 created.add(f.sequence)
                 changes.append({"object": sseq.label, "action": "sequence_created", "detail": None})
                 _grant_like_inserters(cur, sseq, [target.tables[x.table] for x in feeds if x.sequence == f.sequence])
-            elif tseq is not None and not _same_definition(sseq, tseq):
-                cur.execute(sql.SQL("ALTER SEQUENCE {} {}").format(tseq.ident, _seq_options(sseq)))
+            elif tseq is not None and not _same_definition(sseq, tseq) and f.sequence not in altered:
+                # RESTART: the target's current position may lie outside prod's bounds (a raised
+                # MINVALUE, the other direction, a narrower type), which ALTER refuses. The
+                # engine (or restart_unpositioned) sets the final position afterwards.
+                cur.execute(sql.SQL("ALTER SEQUENCE {} {} {}").format(tseq.ident, _seq_options(sseq), _restart(sseq)))
+                altered.add(f.sequence)
                 changes.append({"object": sseq.label, "action": "sequence_altered", "detail": None})
-            if tcol.identity:
-                cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP IDENTITY").format(ttable.ident, col_ident))
-                changes.append({"object": label, "action": "identity_dropped", "detail": None})
-                tcol.default = None
             if f.kind == "owned" and (tseq is None or tseq.owned_by != (f.table[0], f.table[1], f.column)):
                 if ttable.owner != (tseq.owner if tseq else None):
                     cur.execute(sql.SQL("ALTER SEQUENCE {} OWNER TO {}").format(
@@ -406,26 +438,108 @@ def _grant_like_inserters(cur, seq: Sequence, tables: list[Table]) -> None:
         cur.execute(sql.SQL("GRANT USAGE, SELECT ON SEQUENCE {} TO {}").format(seq.ident, who))
 
 
-def target_positions(source: Catalog, target_conn, table_keys: set[tuple[str, str]]) -> dict[str, int]:
-    """The engine's `positions`: target sequence name → the source's next value, for every column
-    of the synced tables that a source sequence feeds. Read after align_sequences, so the target
-    sequence is the one now feeding the same column (its name may differ from the source's).
-    The engine is limited to the synced tables' sequences (`tables=`), so no other moves."""
+def target_feeds(source: Catalog, target_conn, table_keys: set[tuple[str, str]]) -> list[tuple[Feed, Sequence]]:
+    """(source feed, target sequence now feeding the same column) for every column of the synced
+    tables that a source sequence feeds. Read after align_sequences, so the target sequence is
+    the one now feeding that column (its name may differ from the source's)."""
     target = read_catalog(target_conn)
     by_column = {(f.table, f.column): f.sequence for f in target.feeds}
-    positions: dict[str, int] = {}
+    pairs = []
     for f in source.feeds:
-        if f.table not in table_keys:
-            continue
+        tkey = by_column.get((f.table, f.column)) if f.table in table_keys else None
+        if tkey is not None:
+            pairs.append((f, target.sequences[tkey]))
+    return pairs
+
+
+def target_positions(source: Catalog, pairs: list[tuple[Feed, Sequence]]) -> dict[str, int]:
+    """The engine's `positions`: target sequence name → the source's next value. The engine is
+    limited to the synced tables' sequences (`tables=`), so no other moves."""
+    positions: dict[str, int] = {}
+    for f, tseq in pairs:
         sseq = source.sequences[f.sequence]
-        tkey = by_column.get((f.table, f.column))
-        if tkey is None or sseq.next_value is None:
+        if sseq.next_value is None:
             continue
-        name = target.sequences[tkey].label
         # Several source sequences could feed one target sequence; the highest position clears all.
-        prev = positions.get(name)
-        positions[name] = sseq.next_value if prev is None else _further(prev, sseq.next_value, sseq.increment)
+        prev = positions.get(tseq.label)
+        positions[tseq.label] = sseq.next_value if prev is None else _further(prev, sseq.next_value, sseq.increment)
     return positions
+
+
+_SEQUENCE_DATA_SQL = """
+SELECT d.last_value, d.is_called
+FROM unnest(%s::oid[]) WITH ORDINALITY AS u(seq, i), LATERAL pg_get_sequence_data(u.seq::regclass) AS d
+ORDER BY u.i
+"""
+
+
+def read_next_values(conn, sequences: list[Sequence]) -> dict[str, int]:
+    """label → what the next nextval() returns, in one query, in the caller's transaction (the
+    source's snapshot). For sequences the engine does not read: those feeding no integer column."""
+    if not sequences:
+        return {}
+    with conn.cursor() as cur:
+        if conn.server_version >= 180000:
+            # PostgreSQL 18's function (what pg_dump 18 uses); NULLs when the role may not read it.
+            cur.execute(_SEQUENCE_DATA_SQL, ([s.oid for s in sequences],))
+        else:
+            cur.execute(sql.SQL("SELECT last_value, is_called FROM ({}) AS u ORDER BY i").format(
+                sql.SQL(" UNION ALL ").join(
+                    sql.SQL("SELECT {} AS i, last_value, is_called FROM {}").format(sql.Literal(i), s.ident)
+                    for i, s in enumerate(sequences))))
+        rows = cur.fetchall()
+    unreadable = [s.label for s, (last, _) in zip(sequences, rows, strict=True) if last is None]
+    if unreadable:
+        raise DbSyncError(f"needs SELECT on sequence(s) {', '.join(unreadable[:5])} to read their positions")
+    return {s.label: int(last) + s.increment if called else int(last)
+            for s, (last, called) in zip(sequences, rows, strict=True)}
+
+
+def restart_unpositioned(conn, source: Catalog, pairs: list[tuple[Feed, Sequence]],
+                         positioned: set[str]) -> list[dict]:
+    """Move the target sequences the engine left alone to the source's position.
+
+    The engine handles integer columns only (a data floor needs max() of an integer); a sequence
+    that feeds only other columns (`'X' || nextval('s')`) would otherwise keep the target's old
+    position and collide with prod's rows. No floor here: prod's position is the best there is.
+    ALTER SEQUENCE … RESTART is transactional, like the engine's moves. One engine-shaped dict
+    per column; action `reset`, `unchanged` or `error` (out of bounds, as the engine reports it).
+    """
+    todo: dict[str, tuple[Sequence, int, list[Feed]]] = {}
+    for f, tseq in pairs:
+        sseq = source.sequences[f.sequence]
+        if tseq.label in positioned or sseq.next_value is None:
+            continue
+        prev = todo.get(tseq.label)
+        value = sseq.next_value if prev is None else _further(prev[1], sseq.next_value, tseq.increment)
+        todo[tseq.label] = (tseq, value, (prev[2] if prev else []) + [f])
+    if not todo:
+        return []
+    seqs = [t[0] for t in todo.values()]
+    current = read_next_values(conn, seqs)
+    out = []
+    with conn.cursor() as cur:
+        for tseq, value, feeds in todo.values():
+            error = None
+            before = current[tseq.label]
+            if not tseq.min <= before <= tseq.max:
+                before = None  # its next nextval() would have failed
+            if value > tseq.max or value < tseq.min:
+                if tseq.cycle:
+                    value = tseq.min if tseq.increment > 0 else tseq.max
+                else:
+                    bound = (f"exceed MAXVALUE {tseq.max}" if value > tseq.max else f"go below MINVALUE {tseq.min}")
+                    error = f"next value {value} would {bound} of {tseq.label}"
+            moved = error is None and value != current[tseq.label]
+            if moved:
+                cur.execute(sql.SQL("ALTER SEQUENCE {} RESTART WITH {}").format(tseq.ident, sql.Literal(value)))
+            for f in feeds:
+                out.append({"schema": f.table[0], "table": f.table[1], "column": f.column, "sequence": tseq.label,
+                            "kind": "serial" if f.kind == "owned" else f.kind, "previous": before,
+                            "value": None if error else value,
+                            "action": "error" if error else ("reset" if moved else "unchanged"), "error": error,
+                            "note": "not an integer column: the source's position, no data floor"})
+    return out
 
 
 def _further(a: int, b: int, increment: int) -> int:

@@ -6,7 +6,9 @@ triggers, foreign keys and indexes of the set put aside, a streaming COPY per ta
 indexes rebuilt right after it, foreign keys re-added (each validated by one set-based query
 instead of one lookup per row), triggers re-enabled, row counts
 checked against the source's, sequences/defaults/identity made to match the source, the
-engine's reset_sequences() positioning every sequence from the source's positions, COMMIT.
+engine's reset_sequences() positioning every sequence of an integer column from the source's
+positions (the sync itself moving those that feed only other columns), COMMIT.
+Both sessions run with pg_dump's settings (row_security off, UTF8, ISO dates, all float digits).
 Any error before the COMMIT rolls everything back — sequences too, since inside a transaction
 the engine moves them with ALTER SEQUENCE … RESTART — so the target is exactly as it was.
 """
@@ -47,9 +49,36 @@ class _Unit:
 
 def _open(endpoint, role: str):
     """A DSN string, or an object with .connect(role) (config.Endpoint: secrets, re-fetch)."""
-    if isinstance(endpoint, str):
-        return connect(endpoint, role=role)
-    return endpoint.connect(role=role)
+    conn = connect(endpoint, role=role) if isinstance(endpoint, str) else endpoint.connect(role=role)
+    try:
+        _session_settings(conn, role)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+# What pg_dump sets before it dumps: text COPY output that reads back exactly whatever the
+# role's or database's defaults are (all float digits, ISO dates, unambiguous intervals), and
+# row_security off so that a policy makes the server raise instead of silently filtering rows.
+# The target gets the same, so it parses what the source writes and its counts see every row.
+_SESSION_SETTINGS = (("row_security", "off"), ("extra_float_digits", "3"), ("DateStyle", "ISO"),
+                     ("IntervalStyle", "postgres"))
+
+
+def _session_settings(conn, role: str) -> None:
+    try:
+        # Both ends speak UTF8 (the server converts from and to each database's encoding), so
+        # text, binary text fields included, crosses between databases of different encodings.
+        conn.set_client_encoding("UTF8")
+    except psycopg2.Error as exc:
+        encoding = conn.get_parameter_status("server_encoding") or "?"
+        raise DbSyncError(f"the {role} database's encoding {encoding} has no conversion to UTF8, which the sync"
+                          f" uses between the two databases ({pg_message(exc)})") from None
+    with conn.cursor() as cur:
+        for name, value in _SESSION_SETTINGS:
+            cur.execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+    conn.commit()
 
 
 def _describe(endpoint) -> str:
@@ -99,10 +128,16 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
 
         guards.check_no_outside_references(source, [u.source.oid for u in units], target, target_oids)
         guards.check_ownership(target, target_oids, existing_target_seqs)
+        guards.check_row_security(source, [u.source.oid for u in units], side="source")
+        guards.check_row_security(target, target_oids, side="target")
         guards.check_lock_budget(target, target_oids, side="target", extra=len(source_seqs))
         guards.check_lock_budget(source, [u.source.oid for u in units], side="source")
         # Inside the source's snapshot transaction (it is one already: in_transaction=True says so).
         source_next = read_positions(source, tables=keys, in_transaction=True)
+        # The engine reads only sequences feeding integer columns; the rest (`'X' || nextval(…)`)
+        # are read here, in the same snapshot.
+        source_next.update(schema.read_next_values(
+            source, [scat.sequences[k] for k in source_seqs if scat.sequences[k].label not in source_next]))
         for k in source_seqs:
             scat.sequences[k].next_value = source_next.get(scat.sequences[k].label)
         lap("guards")
@@ -181,8 +216,11 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
 
         current = "repairing sequences"
         report["schema_changes"] = schema.align_sequences(target, scat, tcat, keys)
-        positions = schema.target_positions(scat, target, keys)
-        results = reset_sequences(target, tables=keys, exact=True, create_missing=False, positions=positions)
+        pairs = schema.target_feeds(scat, target, keys)
+        results = reset_sequences(target, tables=keys, exact=True, create_missing=False,
+                                  positions=schema.target_positions(scat, pairs))
+        # Sequences the engine does not position (they feed no integer column) mirror prod too.
+        results += schema.restart_unpositioned(target, scat, pairs, {r.get("sequence") for r in results})
         report["sequences_reset"] = results
         errors = [r for r in results if r.get("action") == "error"]
         if errors:
@@ -202,7 +240,7 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
         raise
     except SourceCopyError as exc:
         _abandon(target, source)
-        raise DbSyncError(f"reading the source failed while {current}: {pg_message(exc.original)};"
+        raise DbSyncError(f"reading the source failed while {current}: {guards.row_security_hint(exc.original)};"
                           " the target was rolled back and is unchanged") from None
     except psycopg2.Error as exc:
         lost = target.closed != 0
@@ -215,7 +253,7 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
         if lost:
             raise DbSyncError(f"lost the connection to the target while {current}: {pg_message(exc)};"
                               " the server rolls back the open transaction, so the target is unchanged") from None
-        raise DbSyncError(f"the sync failed while {current}: {pg_message(exc)};"
+        raise DbSyncError(f"the sync failed while {current}: {guards.row_security_hint(exc)};"
                           " the target was rolled back and is unchanged") from None
     except BaseException:
         _abandon(target, source)
