@@ -552,3 +552,31 @@ def test_numeric_nan_domains_of_domains_and_views(db):
     assert insert_defaults(db, "d", n=1) == [4]
     assert insert_defaults(db, "u", n=1) == [3]
     assert insert_defaults(db, "through", n=1) == [3]
+
+
+def test_reads_shared_with_a_second_connection_give_the_same_answers(db, db_dsn, connect_db, monkeypatch):
+    import dbsync.sequences
+
+    monkeypatch.setattr(dbsync.sequences, "PARALLEL_MIN_ITEMS", 2)
+    monkeypatch.setattr(dbsync.sequences, "MAX_PER_QUERY", 3)  # several chunks on each connection
+    opened = []
+    real_sibling = dbsync.sequences._Session.sibling
+    monkeypatch.setattr(dbsync.sequences._Session, "sibling",
+                        lambda self: opened.append(real_sibling(self)) or opened[-1])
+    run(db, "CREATE SEQUENCE shared_ids",
+        *[sql.SQL("CREATE TABLE {t} (id int PRIMARY KEY DEFAULT nextval('shared_ids'));"
+                  " INSERT INTO {t} VALUES ({v})").format(t=sql.Identifier(f"s{i}"), v=sql.Literal(10 * i + 5))
+          for i in range(8)],
+        *[sql.SQL("CREATE TABLE {t} (id serial PRIMARY KEY); INSERT INTO {t} VALUES ({v})").format(
+            t=sql.Identifier(f"p{i}"), v=sql.Literal(i + 1)) for i in range(8)],
+        "CREATE TABLE busy (id serial PRIMARY KEY)")
+    blocker = connect_db(db_dsn)
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+    monkeypatch.setenv("LOCK_TIMEOUT", "200ms")
+    rows = reset_sequences(db)
+    blocker.rollback()
+    assert {r["value"] for r in rows if r["sequence"] == "public.shared_ids"} == {76}
+    assert all(by_table(rows, f"p{i}")["value"] == i + 2 for i in range(8))
+    assert "lock timeout (200ms)" in by_table(rows, "busy")["error"]
+    assert len(opened) == 1 and opened[0] is not None and opened[0].conn.closed

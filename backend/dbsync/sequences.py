@@ -22,6 +22,7 @@ undoes (setval is never rolled back).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -42,6 +43,8 @@ NAMEDATALEN = 64
 # tables a handful of queries, small enough to plan quickly.
 MAX_PER_QUERY = 1000
 LOCK_TIMEOUT_ERROR = "lock timeout"
+# Reads of at least this many tables are shared with a second connection (standalone only).
+PARALLEL_MIN_ITEMS = 2000
 # pg_get_sequence_data() exists from PostgreSQL 18 on; older servers read each sequence relation.
 SEQUENCE_DATA_FUNCTION_SINCE = 180000
 
@@ -169,6 +172,25 @@ class _Session:
         self.budget = max(64, catalog.lock_capacity(self.cur) // 4)
         self.end_batch()
 
+    def sibling(self) -> _Session | None:
+        """A second standalone session on the same database as the same role, for parallel
+        reads; None when one cannot be opened (then the work simply stays on this one)."""
+        params = dict(self.conn.info.dsn_parameters)
+        if self.conn.info.password:
+            params["password"] = self.conn.info.password
+        try:
+            conn = psycopg2.connect(**params)
+        except psycopg2.Error:
+            return None
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT set_config('lock_timeout', %s, false)", (self.lock_timeout,))
+            conn.commit()
+            return _Session(conn, False)
+        except (psycopg2.Error, DbSyncError):
+            conn.close()
+            return None
+
     def _set(self, name: str, value: str) -> None:
         """For the engine's work only: transaction-local inside the caller's transaction, else for
         the session until close() puts the caller's value back."""
@@ -232,14 +254,14 @@ def _read_extremes(session: _Session, plans: list[SequencePlan]) -> None:
         return sql.SQL("{agg}({col}) FILTER (WHERE {col} BETWEEN {lo} AND {hi})").format(
             agg=agg, col=sql.Identifier(c.column), lo=sql.Literal(-(2**63)), hi=sql.Literal(2**63 - 1))
 
-    def query(chunk):
+    def query(cur, chunk):
         parts = [
             sql.SQL("SELECT {}::int, {}::numeric FROM {}").format(
                 sql.Literal(i), extreme(sp, c), _qualified(c.schema, c.table))
             for i, (sp, c) in enumerate(chunk)
         ]
-        session.cur.execute(sql.SQL(" UNION ALL ").join(parts))
-        return session.cur.fetchall()
+        cur.execute(sql.SQL(" UNION ALL ").join(parts))
+        return cur.fetchall()
 
     def merge(chunk, rows):
         for i, v in rows:
@@ -255,8 +277,50 @@ def _read_extremes(session: _Session, plans: list[SequencePlan]) -> None:
                 v = math.ceil(v)
                 sp.extreme = v if sp.extreme is None else min(sp.extreme, v)
 
-    _run_chunked(session, work, lambda w: w[1].lock_cost, query, merge,
-                 lambda w, msg: w[0].fail(f"cannot read {w[1].qualified_table}.{w[1].column}: {msg}"))
+    def fail(w, msg):
+        w[0].fail(f"cannot read {w[1].qualified_table}.{w[1].column}: {msg}")
+
+    _run_parallel(session, work, lambda w: w[1].lock_cost, query, merge, fail)
+
+
+def _run_parallel(session: _Session, work: list, cost, query, merge, fail) -> None:
+    """_run_chunked on two connections at once when there is enough work (standalone only: a
+    caller's transaction is one connection). Each table's max() is the server opening the table
+    and its index; a second backend does that on the other core."""
+    if session.in_transaction or len(work) < PARALLEL_MIN_ITEMS:
+        _run_chunked(session, work, cost, query, merge, fail)
+        return
+    other = session.sibling()
+    if other is None:
+        _run_chunked(session, work, cost, query, merge, fail)
+        return
+    lock = threading.Lock()
+
+    def locked(fn):
+        def call(*args):
+            with lock:
+                fn(*args)
+        return call
+
+    half = len(work) // 2
+    failure: list[BaseException] = []
+
+    def second_half():
+        try:
+            _run_chunked(other, work[half:], cost, query, locked(merge), locked(fail))
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=second_half, name="dbsync-reads")
+    worker.start()
+    try:
+        _run_chunked(session, work[:half], cost, query, locked(merge), locked(fail))
+    finally:
+        worker.join()
+        other.close()
+        other.conn.close()
+    if failure:
+        raise failure[0]
 
 
 def _read_states(session: _Session, plans: list[SequencePlan]) -> None:
@@ -265,22 +329,22 @@ def _read_states(session: _Session, plans: list[SequencePlan]) -> None:
     if session.server_version >= SEQUENCE_DATA_FUNCTION_SINCE:
         # PostgreSQL 18's pg_get_sequence_data (what pg_dump 18 uses): one function call per
         # sequence instead of a scan per sequence in a 1,000-way UNION ALL.
-        def query(chunk):
-            session.cur.execute(
+        def query(cur, chunk):
+            cur.execute(
                 "SELECT d.last_value, d.is_called FROM unnest(%s::oid[]) WITH ORDINALITY AS u(seq, i),"
                 " LATERAL pg_get_sequence_data(u.seq::regclass) AS d ORDER BY u.i",
                 ([sp.sequence.oid for sp in chunk],),
             )
-            return list(enumerate(session.cur.fetchall()))
+            return list(enumerate(cur.fetchall()))
     else:
-        def query(chunk):
+        def query(cur, chunk):
             parts = [
                 sql.SQL("SELECT last_value, is_called FROM {}").format(
                     _qualified(sp.sequence.schema, sp.sequence.name))
                 for sp in chunk
             ]
-            session.cur.execute(sql.SQL(" UNION ALL ").join(parts))
-            return list(enumerate(session.cur.fetchall()))
+            cur.execute(sql.SQL(" UNION ALL ").join(parts))
+            return list(enumerate(cur.fetchall()))
 
     def merge(chunk, rows):
         for i, (last, called) in rows:
@@ -301,7 +365,7 @@ def _run_chunked(session, work, cost, query, merge, fail) -> None:
     """Set-based reads in lock-bounded chunks; a chunk that fails is retried one by one so the
     error lands on the item that caused it."""
     def run(chunk, into: list, short_lock_wait: bool = False):
-        return session.attempt(lambda: into.extend(query(chunk)), short_lock_wait=short_lock_wait)
+        return session.attempt(lambda: into.extend(query(session.cur, chunk)), short_lock_wait=short_lock_wait)
 
     for chunk in _chunks(work, cost, session.budget):
         rows: list = []
