@@ -101,28 +101,16 @@ class LocalServer:
         for p in (self.root,):
             os.chown(p, pw.pw_uid, pw.pw_gid)
 
-    def start(self) -> LocalServer:
+    def start(self, *, copy_of: LocalServer | None = None) -> LocalServer:
+        """initdb a new cluster, or with `copy_of` clone that running server with pg_basebackup
+        (the same system identifier, as a staging restored from a prod snapshot has)."""
         self._prepare_root_user()
-        pwfile = self.root / "pw"
-        pwfile.write_text(self.password + "\n")
-        if self._user:
-            import pwd
-
-            pw = pwd.getpwnam(self._user)
-            os.chown(pwfile, pw.pw_uid, pw.pw_gid)
-        self._run(
-            [
-                tool("initdb"),
-                "-D", str(self.pgdata),
-                "-U", SUPERUSER,
-                "--pwfile", str(pwfile),
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "--encoding=UTF8",
-                "--locale=C",
-            ]
-        )
-        pwfile.unlink()
+        if copy_of is not None:
+            self.password = copy_of.password
+            self._run([tool("pg_basebackup"), "-D", str(self.pgdata), "-h", str(copy_of.socket_dir),
+                       "-p", str(copy_of.port), "-U", SUPERUSER, "-X", "stream", "-c", "fast"])
+        else:
+            self._initdb()
         self.socket_dir.mkdir()
         if self._user:
             import pwd
@@ -148,6 +136,28 @@ class LocalServer:
         )
         self._started = True
         return self
+
+    def _initdb(self) -> None:
+        pwfile = self.root / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self._user:
+            import pwd
+
+            pw = pwd.getpwnam(self._user)
+            os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+        self._run(
+            [
+                tool("initdb"),
+                "-D", str(self.pgdata),
+                "-U", SUPERUSER,
+                "--pwfile", str(pwfile),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+            ]
+        )
+        pwfile.unlink()
 
     def stop(self) -> None:
         if self._started:

@@ -303,6 +303,35 @@ def test_same_database_reached_another_way_is_refused(pg_server, prod_and_stagin
     assert snapshot(prod_dsn) == before
 
 
+def test_a_staging_restored_from_a_prod_snapshot_is_allowed(pg_server, is_local_server, prod_and_staging):
+    """A physical copy of prod's server (pg_basebackup, as a restored snapshot) has prod's
+    system identifier and its database names, but not its start time: a different database."""
+    if not is_local_server:
+        pytest.skip("needs the embedded server to clone")
+    from localdev.pgserver import LocalServer
+
+    prod_dsn, _ = prod_and_staging
+    name = psycopg2.extensions.parse_dsn(prod_dsn)["dbname"]
+    clone = LocalServer().start(copy_of=pg_server)
+    try:
+        restored = clone.dsn(name)
+        ids = []
+        for dsn in (prod_dsn, restored):
+            conn = psycopg2.connect(dsn)
+            with conn.cursor() as cur:
+                cur.execute("SELECT (pg_control_system()).system_identifier, current_database()")
+                ids.append(cur.fetchone())
+            conn.close()
+        assert ids[0] == ids[1]  # the same cluster identity and database name
+        with psycopg2.connect(prod_dsn) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO books (title) VALUES ('only in prod')")
+        result = sync_databases(prod_dsn, restored)
+        assert result["validation"]["ok"]
+        assert data_fingerprint(restored) == data_fingerprint(prod_dsn)
+    finally:
+        clone.stop()
+
+
 def test_target_not_in_allowlist_is_refused_and_listed_one_allowed(pg_server, prod_and_staging):
     prod_dsn, staging_dsn = prod_and_staging
     staging_name = psycopg2.extensions.parse_dsn(staging_dsn)["dbname"]
