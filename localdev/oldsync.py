@@ -38,6 +38,28 @@ def _qualified(schema: str, name: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
 
 
+def _create_types(s, t) -> None:
+    """Enums and domains the columns may use (the old sync ran on prod's migrations' types)."""
+    s.execute(
+        "SELECT n.nspname, ty.typname, array_agg(e.enumlabel ORDER BY e.enumsortorder)"
+        " FROM pg_type ty JOIN pg_namespace n ON n.oid = ty.typnamespace JOIN pg_enum e ON e.enumtypid = ty.oid"
+        " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') GROUP BY 1, 2, ty.oid ORDER BY ty.oid"
+    )
+    for schema, name, labels in s.fetchall():
+        t.execute(sql.SQL("CREATE TYPE {} AS ENUM ({})").format(
+            _qualified(schema, name), sql.SQL(", ").join(map(sql.Literal, labels))))
+    s.execute(
+        "SELECT n.nspname, ty.typname, format_type(ty.typbasetype, ty.typtypmod), ty.typnotnull,"
+        " (SELECT string_agg(pg_get_constraintdef(c.oid), ' ') FROM pg_constraint c WHERE c.contypid = ty.oid)"
+        " FROM pg_type ty JOIN pg_namespace n ON n.oid = ty.typnamespace"
+        " WHERE ty.typtype = 'd' AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY ty.oid"
+    )
+    for schema, name, base, notnull, checks in s.fetchall():
+        t.execute(sql.SQL("CREATE DOMAIN {} AS {}{}{}").format(
+            _qualified(schema, name), sql.SQL(base), sql.SQL(" NOT NULL" if notnull else ""),
+            sql.SQL(" " + checks if checks else "")))
+
+
 def replicate_like_old_sync(source, target) -> list[str]:
     """Build target's tables from source as the old sync did; returns the tables created."""
     created = []
@@ -46,6 +68,7 @@ def replicate_like_old_sync(source, target) -> list[str]:
                   "'public') AND nspname NOT LIKE 'pg\\_%%'")
         for (schema,) in s.fetchall():
             t.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        _create_types(s, t)
         s.execute(_TABLES)
         tables = s.fetchall()
         for oid, schema, name, _kind, is_partition, partkey, bound, parent in tables:
