@@ -355,6 +355,34 @@ def test_old_sync_tables_get_serial_sequences_with_grants(prod_and_staging, conn
     assert check_sequences(staging) == []
 
 
+def test_created_sequences_reach_table_and_column_inserters(db):
+    suffix = db.info.dbname.rsplit("_", 1)[-1]
+    writer, col_writer, reader = (f"{r}_{suffix}" for r in ("writer", "colwriter", "reader"))
+    run(db, *[sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(r)) for r in (writer, col_writer, reader)],
+        "CREATE TABLE t (id int PRIMARY KEY, v text)", "INSERT INTO t VALUES (7, 'x')",
+        sql.SQL("GRANT SELECT, INSERT ON t TO {}").format(sql.Identifier(writer)),
+        sql.SQL("GRANT INSERT (v) ON t TO {}").format(sql.Identifier(col_writer)),
+        # A column grant to someone else must not hide the table-level grants.
+        sql.SQL("GRANT SELECT (v) ON t TO {}").format(sql.Identifier(reader)))
+    try:
+        [row] = reset_sequences(db)
+        assert row["action"] == "sequence_created"
+        with db.cursor() as cur:
+            for role in (writer, col_writer):
+                cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+                cur.execute("INSERT INTO t (v) VALUES ('y')")
+                cur.execute("RESET ROLE")
+            cur.execute("SELECT has_sequence_privilege(%s, 't_id_seq', 'USAGE')", (reader,))
+            assert cur.fetchone()[0] is False  # may not INSERT: gets nothing
+            cur.execute("SELECT array_agg(id ORDER BY id) FROM t")
+            assert cur.fetchone()[0] == [7, 8, 9]
+        db.commit()
+    finally:
+        db.rollback()
+        run(db, "DROP TABLE t", *[sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(r))
+                                  for r in (writer, col_writer, reader)])
+
+
 def test_create_missing_reuses_serial_names_skips_fk_keys_and_can_be_turned_off(db):
     long_table = "t" * 40
     long_col = "c" * 30

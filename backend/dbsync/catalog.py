@@ -238,20 +238,34 @@ def read_missing_keys(cur, schemas: list[str] | None = None, tables: Tables | No
         fc = FedColumn(tbl, schema, table, qtable, col, attnum, typ, "created", False, can_select, owns, 1)
         found.append(MissingKey(fc, owner, can_create))
     if found:
-        cur.execute(
-            "SELECT DISTINCT c.oid, CASE WHEN g.grantee = 0 THEN NULL ELSE pg_get_userbyid(g.grantee) END"
-            " FROM pg_class c"
-            " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND a.attacl IS NOT NULL,"
-            " LATERAL aclexplode(coalesce(a.attacl, c.relacl)) g"
-            " WHERE c.oid = ANY(%s) AND g.privilege_type = 'INSERT' AND g.grantee <> c.relowner",
-            ([m.column.table_oid for m in found],),
-        )
-        grantees: dict[int, list] = {}
-        for oid, who in cur.fetchall():
-            grantees.setdefault(oid, []).append(who)
+        grantees = insert_grantees(cur, [m.column.table_oid for m in found])
         for m in found:
-            m.insert_grantees = sorted(grantees.get(m.column.table_oid, []), key=lambda g: g or "")
+            m.insert_grantees = grantees.get(m.column.table_oid, [])
     return found
+
+
+# Roles that may INSERT into a table: through a table grant or a grant on any of its columns
+# (both count; a column grant does not hide the table's). The owner needs no grant.
+_INSERT_GRANTEES = """
+SELECT c.oid, CASE WHEN g.grantee = 0 THEN NULL ELSE pg_get_userbyid(g.grantee) END
+FROM pg_class c, LATERAL aclexplode(c.relacl) g
+WHERE c.oid = ANY (%(oids)s) AND g.privilege_type = 'INSERT' AND g.grantee <> c.relowner
+UNION
+SELECT c.oid, CASE WHEN g.grantee = 0 THEN NULL ELSE pg_get_userbyid(g.grantee) END
+FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped,
+     LATERAL aclexplode(a.attacl) g
+WHERE c.oid = ANY (%(oids)s) AND g.privilege_type = 'INSERT' AND g.grantee <> c.relowner
+"""
+
+
+def insert_grantees(cur, table_oids: list[int]) -> dict[int, list[str | None]]:
+    """table oid → roles that may INSERT into it (None = PUBLIC), sorted: they need USAGE on a
+    sequence that the table's default calls, or their next INSERT fails."""
+    cur.execute(_INSERT_GRANTEES, {"oids": list(table_oids)})
+    out: dict[int, list[str | None]] = {}
+    for oid, who in cur.fetchall():
+        out.setdefault(oid, []).append(who)
+    return {oid: sorted(set(ws), key=lambda w: w or "") for oid, ws in out.items()}
 
 
 def annotate_tree(cur, columns: list[FedColumn]) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
+from dbsync import catalog
 from dbsync.errors import DbSyncError
 
 SYSTEM_SCHEMA_FILTER = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'"
@@ -422,18 +423,11 @@ def align_sequences(conn, source: Catalog, target: Catalog, table_keys: set[tupl
     return changes
 
 
-_INSERTERS_SQL = """
-SELECT DISTINCT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END
-FROM pg_class c, aclexplode(c.relacl) a
-WHERE c.oid = ANY(%s) AND a.privilege_type = 'INSERT' AND a.grantee <> c.relowner
-"""
-
-
 def _grant_like_inserters(cur, seq: Sequence, tables: list[Table]) -> None:
     """USAGE, SELECT on a created sequence for every target role that may INSERT into its tables
     (prod's roles need not exist on staging; the target's own grants decide)."""
-    cur.execute(_INSERTERS_SQL, ([t.oid for t in tables],))
-    for (grantee,) in cur.fetchall():
+    grantees = catalog.insert_grantees(cur, [t.oid for t in tables])
+    for grantee in sorted({g for gs in grantees.values() for g in gs}, key=lambda g: g or ""):
         who = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
         cur.execute(sql.SQL("GRANT USAGE, SELECT ON SEQUENCE {} TO {}").format(seq.ident, who))
 
