@@ -72,6 +72,8 @@ def test_bad_input_is_one_line_without_traceback_or_password(pg_server, is_local
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("db-sync: error: "), done.stderr
         assert "Traceback" not in done.stderr and secret not in done.stderr
+        if "no_such_database_here" in argv[-1]:
+            assert lines[0].startswith("db-sync: error: cannot connect to the database (")
     done = subprocess.run([DB_SYNC, "check-sequences"], capture_output=True, text=True,
                           env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
     assert done.returncode == 2 and "no database given" in done.stderr

@@ -8,6 +8,7 @@ import json
 
 import psycopg2
 import pytest
+from test_sync import snapshot
 
 from dbsync.errors import DbSyncError
 
@@ -183,6 +184,12 @@ def test_database_urls_from_the_environment_and_refusals(monkeypatch, prod_and_s
     monkeypatch.setenv("TARGET_DATABASE_URL", staging_dsn)
     with pytest.raises(DbSyncError, match="unknown action 'drop-everything'"):
         lambda_handler({"action": "drop-everything"}, None)
+    before = snapshot(staging_dsn)
+    with pytest.raises(DbSyncError, match="is empty: omit it to sync every table"):
+        lambda_handler({"action": "sync", "tables": []}, None)
+    with pytest.raises(DbSyncError, match="must be true or false"):
+        lambda_handler({"action": "sync", "dry_run": "false"}, None)
+    assert snapshot(staging_dsn) == before
     dry = lambda_handler({"action": "sync", "dry_run": True, "tables": ["reviews"]}, None)
     assert dry["dry_run"] and [t["table"] for t in dry["tables"]] == ["public.reviews"]
     monkeypatch.setenv("SYNC_TARGET_ALLOWLIST", "staging-db.example.internal/staging")

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import psycopg2.extensions
 import pytest
 
 from dbsync.cli import main
@@ -14,7 +15,9 @@ from dbsync.cli import main
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch):
-    for var in ("SOURCE_DATABASE_URL", "TARGET_DATABASE_URL", "SYNC_TARGET_ALLOWLIST", "LOCK_TIMEOUT"):
+    for var in ("SOURCE_DATABASE_URL", "TARGET_DATABASE_URL", "SOURCE_DB_SECRET_ARN", "TARGET_DB_SECRET_ARN",
+                "SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "TARGET_DB_HOST", "TARGET_DB_PORT",
+                "TARGET_DB_NAME", "SYNC_TARGET_ALLOWLIST", "LOCK_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -49,8 +52,8 @@ def test_sync_text_output_with_progress_on_a_terminal(prod_and_staging, monkeypa
 def test_sync_errors_are_one_line_with_exit_2(prod_and_staging, capsys):
     prod_dsn, staging_dsn = prod_and_staging
     assert main(["sync", "--source", prod_dsn]) == 2
-    assert capsys.readouterr().err == ("db-sync: error: no target database given: pass --target URL or set"
-                                       " TARGET_DATABASE_URL\n")
+    assert capsys.readouterr().err == ("db-sync: error: no target database configured: set TARGET_DATABASE_URL"
+                                       " or TARGET_DB_SECRET_ARN\n")
     assert main(["sync", "--source", prod_dsn, "--target", prod_dsn]) == 2
     assert "source and target are the same database" in capsys.readouterr().err
 
@@ -60,3 +63,31 @@ def test_sync_errors_are_one_line_with_exit_2(prod_and_staging, capsys):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("db-sync: error: cannot connect to the target database")
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr and "wrong-secret-pw" not in proc.stderr
+
+
+def test_secrets_configure_the_cli_as_they_configure_the_lambda(prod_and_staging, pg_server, monkeypatch, capsys):
+    """SOURCE_DB_SECRET_ARN / TARGET_DB_SECRET_ARN (+ *_DB_HOST/PORT/NAME) mean the same here."""
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+    from moto import mock_aws
+
+    prod_dsn, staging_dsn = prod_and_staging
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    parameters.clear_caches()
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        for side, dsn in (("SOURCE", prod_dsn), ("TARGET", staging_dsn)):
+            name = psycopg2.extensions.parse_dsn(dsn)["dbname"]
+            p = psycopg2.extensions.parse_dsn(pg_server.dsn(name, via="127.0.0.1"))
+            arn = client.create_secret(Name=f"{side.lower()}-db", SecretString=json.dumps(
+                {"username": p["user"], "password": p.get("password", "")}))["ARN"]
+            monkeypatch.setenv(f"{side}_DB_SECRET_ARN", arn)
+            monkeypatch.setenv(f"{side}_DB_HOST", p["host"])
+            monkeypatch.setenv(f"{side}_DB_PORT", p["port"])
+            monkeypatch.setenv(f"{side}_DB_NAME", p["dbname"])
+        assert main(["sync", "--dry-run", "--json"]) == 0
+    parameters.clear_caches()
+    out = json.loads(capsys.readouterr().out)
+    assert out["dry_run"] and out["source"].startswith("secret arn:aws:secretsmanager:")

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 
+from dbsync.config import endpoint_from_env
 from dbsync.connect import connect
 from dbsync.errors import DbSyncError
 from dbsync.sequences import check_sequences, reset_sequences
@@ -96,12 +97,9 @@ def cmd_sync(args) -> int:
             print(f"  [{event['index']}/{event['count']}] {event['table']}: {event['rows']} rows,"
                   f" {mb:.1f} MB, {rate:.1f} MB/s", file=sys.stderr, flush=True)
 
-    if not args.source:
-        raise DbSyncError("no source database given: pass --source URL or set SOURCE_DATABASE_URL")
-    if not args.target:
-        raise DbSyncError("no target database given: pass --target URL or set TARGET_DATABASE_URL")
-    result = sync_databases(args.source, args.target, tables=args.table, dry_run=args.dry_run,
-                            progress=progress)
+    source = args.source or endpoint_from_env("source")
+    target = args.target or endpoint_from_env("target")
+    result = sync_databases(source, target, tables=args.table, dry_run=args.dry_run, progress=progress)
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
@@ -143,8 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sync", help="copy the source into the target in one transaction, then repair sequences",
                        description="Consistent, atomic copy of the source's tables into the target (staging):"
                                    " any failure leaves the target unchanged.")
-    _dsn_arg(p, name="--source", env="SOURCE_DATABASE_URL", help_text="the source database (prod; read only)")
-    _dsn_arg(p, name="--target", env="TARGET_DATABASE_URL", help_text="the target database (staging)")
+    # Without --source/--target, the same settings as the Lambda: SOURCE_DATABASE_URL or
+    # SOURCE_DB_SECRET_ARN (+ SOURCE_DB_HOST/PORT/NAME), and TARGET_* likewise.
+    p.add_argument("--source", metavar="URL", help="the source database (prod; read only)"
+                   " (default: $SOURCE_DATABASE_URL or $SOURCE_DB_SECRET_ARN)")
+    p.add_argument("--target", metavar="URL", help="the target database (staging)"
+                   " (default: $TARGET_DATABASE_URL or $TARGET_DB_SECRET_ARN)")
     p.add_argument("--table", action="append", metavar="T",
                    help="only this table (schema.table or table; repeatable); default: every table")
     p.add_argument("--dry-run", action="store_true", help="run the guards and checks, write nothing")

@@ -38,7 +38,13 @@ def _parse(event) -> dict:
     tables = event.get("tables")
     if tables is not None and (not isinstance(tables, list) or not all(isinstance(t, str) for t in tables)):
         raise DbSyncError("\"tables\" must be a list of table names")
-    return {"action": action, "tables": tables or None, "dry_run": bool(event.get("dry_run", False))}
+    if tables == []:
+        # An empty list is more likely a bug in the caller than a request to copy everything.
+        raise DbSyncError("\"tables\" is empty: omit it to sync every table")
+    dry_run = event.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise DbSyncError("\"dry_run\" must be true or false")
+    return {"action": action, "tables": tables, "dry_run": dry_run}
 
 
 def _log_progress(event: dict) -> None:
