@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import psycopg2
 
+from dbsync import catalog
 from dbsync.errors import DbSyncError, pg_message
 
 # pg_try_advisory_xact_lock key shared by every db-sync process ("dbsync" in ASCII). Advisory
@@ -131,12 +132,14 @@ def take_sync_lock(target_conn) -> None:
 # -- lock table --------------------------------------------------------------------------------
 
 def lock_capacity(conn) -> tuple[int, str]:
+    """The lock table's size (catalog.lock_capacity) and the settings it comes from, for the message."""
     with conn.cursor() as cur:
-        cur.execute("SELECT current_setting('max_locks_per_transaction')::int,"
-                    " current_setting('max_connections')::int, current_setting('max_prepared_transactions')::int")
+        capacity = catalog.lock_capacity(cur)
+        cur.execute("SELECT current_setting('max_locks_per_transaction'), current_setting('max_connections'),"
+                    " current_setting('max_prepared_transactions')")
         per_tx, conns, prepared = cur.fetchone()
-    return per_tx * (conns + prepared), (f"max_locks_per_transaction={per_tx} × (max_connections={conns}"
-                                         f" + max_prepared_transactions={prepared})")
+    return capacity, (f"max_locks_per_transaction={per_tx} × (max_connections={conns}"
+                      f" + max_prepared_transactions={prepared})")
 
 
 # Everything one transaction locks when it truncates, loads and alters these relations: each
