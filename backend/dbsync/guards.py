@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 import psycopg2
+from psycopg2 import sql
 
 from dbsync import catalog
 from dbsync.errors import DbSyncError, pg_message
@@ -142,34 +143,34 @@ def lock_capacity(conn) -> tuple[int, str]:
                       f" + max_prepared_transactions={prepared})")
 
 
-# Everything one transaction locks when it truncates, loads and alters these relations: each
-# relation, its partitions, their indexes, TOAST tables and TOAST indexes, and the sequences the
-# columns use (the sequence-repair step locks them too).
-_TARGET_LOCKS_SQL = """
+# `rels`: the tables given as an oid[] parameter plus, recursively, their partitions — every
+# relation a sync of those tables truncates and loads. Composed into the queries below and into
+# setting aside triggers, foreign keys and indexes, so all of them agree on that set.
+WITH_RELS = sql.SQL("""
 WITH RECURSIVE rels(oid) AS (
     SELECT unnest(%s::oid[])
   UNION
     SELECT i.inhrelid FROM pg_inherits i JOIN rels r ON i.inhparent = r.oid
     JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relispartition
-)
+)""")
+
+
+# Everything one transaction locks when it truncates, loads and alters these relations: each
+# relation, its partitions, their indexes, TOAST tables and TOAST indexes, and the sequences the
+# columns use (the sequence-repair step locks them too).
+_TARGET_LOCKS_SQL = sql.SQL("""{with_rels}
 SELECT (SELECT count(*) FROM rels)
      + (SELECT count(*) FROM pg_index x JOIN rels r ON x.indrelid = r.oid)
      + (SELECT 2 * count(*) FROM pg_class c JOIN rels r ON c.oid = r.oid WHERE c.reltoastrelid <> 0)
      + (SELECT count(DISTINCT d.objid) FROM pg_depend d JOIN rels r ON d.refobjid = r.oid
         JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' WHERE d.classid = 'pg_class'::regclass)
-"""
+""").format(with_rels=WITH_RELS)
 
-_SOURCE_LOCKS_SQL = """
-WITH RECURSIVE rels(oid) AS (
-    SELECT unnest(%s::oid[])
-  UNION
-    SELECT i.inhrelid FROM pg_inherits i JOIN rels r ON i.inhparent = r.oid
-    JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relispartition
-)
+_SOURCE_LOCKS_SQL = sql.SQL("""{with_rels}
 SELECT (SELECT count(*) FROM rels)
      + (SELECT count(*) FROM pg_index x JOIN rels r ON x.indrelid = r.oid
         JOIN pg_class c ON c.oid = r.oid WHERE c.relispartition OR c.relkind = 'p')
-"""
+""").format(with_rels=WITH_RELS)
 
 # Keep some of the shared lock table for everyone else using the server meanwhile.
 LOCK_HEADROOM = 0.9
@@ -194,13 +195,7 @@ def check_lock_budget(conn, table_oids: list[int], *, side: str, extra: int = 0)
 
 # -- ownership ---------------------------------------------------------------------------------
 
-_NOT_OWNED_SQL = """
-WITH RECURSIVE rels(oid) AS (
-    SELECT unnest(%s::oid[])
-  UNION
-    SELECT i.inhrelid FROM pg_inherits i JOIN rels r ON i.inhparent = r.oid
-    JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relispartition
-), objs AS (
+_NOT_OWNED_SQL = sql.SQL("""{with_rels}, objs AS (
     SELECT oid FROM rels
   UNION
     SELECT d.objid FROM pg_depend d JOIN rels r ON d.refobjid = r.oid
@@ -213,7 +208,7 @@ SELECT CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END,
 FROM objs JOIN pg_class c ON c.oid = objs.oid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE NOT pg_has_role(c.relowner, 'USAGE')
 ORDER BY 2
-"""
+""").format(with_rels=WITH_RELS)
 
 
 def check_ownership(target_conn, table_oids: list[int], sequence_oids: list[int]) -> None:
@@ -277,13 +272,7 @@ def row_security_hint(exc) -> str:
 
 # -- foreign keys from outside the synced set ---------------------------------------------------
 
-_OUTSIDE_FKS_SQL = """
-WITH RECURSIVE rels(oid) AS (
-    SELECT unnest(%s::oid[])
-  UNION
-    SELECT i.inhrelid FROM pg_inherits i JOIN rels r ON i.inhparent = r.oid
-    JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relispartition
-)
+_OUTSIDE_FKS_SQL = sql.SQL("""{with_rels}
 SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname), quote_ident(con.conname),
        quote_ident(rn.nspname) || '.' || quote_ident(r.relname)
 FROM pg_constraint con
@@ -292,7 +281,7 @@ JOIN pg_class r ON r.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = r.reln
 WHERE con.contype = 'f' AND con.confrelid IN (SELECT oid FROM rels)
   AND con.conrelid NOT IN (SELECT oid FROM rels)
 ORDER BY 1, 2
-"""
+""").format(with_rels=WITH_RELS)
 
 
 def outside_references(conn, table_oids: list[int]) -> list[str]:

@@ -318,19 +318,13 @@ def _plan_units(scat: schema.Catalog, tcat: schema.Catalog, tables: Iterable[str
 
 # -- triggers and foreign keys, set aside for the load ------------------------------------------
 
-_USER_TRIGGERS_SQL = """
-WITH RECURSIVE rels(oid) AS (
-    SELECT unnest(%s::oid[])
-  UNION
-    SELECT i.inhrelid FROM pg_inherits i JOIN rels r ON i.inhparent = r.oid
-    JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relispartition
-)
+_USER_TRIGGERS_SQL = sql.SQL("""{with_rels}
 SELECT n.nspname, c.relname, t.tgname, t.tgenabled
 FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid
 JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgparentid = 0
 ORDER BY 1, 2, 3
-"""
+""").format(with_rels=guards.WITH_RELS)
 
 
 def _disable_user_triggers(conn, oids: list[int]) -> list[tuple]:
@@ -355,20 +349,14 @@ def _restore_triggers(conn, found: list[tuple]) -> None:
                 sql.Identifier(nsp), sql.Identifier(rel), sql.Identifier(name)))
 
 
-_FOREIGN_KEYS_SQL = """
-WITH RECURSIVE rels(oid) AS (
-    SELECT unnest(%s::oid[])
-  UNION
-    SELECT i.inhrelid FROM pg_inherits i JOIN rels r ON i.inhparent = r.oid
-    JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relispartition
-)
+_FOREIGN_KEYS_SQL = sql.SQL("""{with_rels}
 SELECT n.nspname, c.relname, con.conname, pg_get_constraintdef(con.oid),
        obj_description(con.oid, 'pg_constraint')
 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE con.contype = 'f' AND con.conparentid = 0
   AND (con.conrelid IN (SELECT oid FROM rels) OR con.confrelid IN (SELECT oid FROM rels))
 ORDER BY 1, 2, 3
-"""
+""").format(with_rels=guards.WITH_RELS)
 
 
 def _drop_foreign_keys(conn, oids: list[int]) -> list[tuple]:
