@@ -301,10 +301,11 @@ def check_no_outside_references(source_conn, source_oids, target_conn, target_oi
                           + " — add those tables with --table (or sync everything)")
 
 
-def check_lock_timeout_reached(exc) -> str | None:
-    """A lock_timeout hit, explained (the sync waited LOCK_TIMEOUT for a busy table)."""
+def check_lock_timeout_reached(exc, *, side: str) -> str | None:
+    """A lock_timeout hit on the `side` ("source" or "target") session, explained (the sync waited
+    LOCK_TIMEOUT for a busy table)."""
     if getattr(exc, "pgcode", None) == "55P03":
-        return (f"timed out waiting for a lock on the target ({pg_message(exc)}); another session is using"
+        return (f"timed out waiting for a lock on the {side} ({pg_message(exc)}); another session is using"
                 " the tables — raise LOCK_TIMEOUT or retry when it is idle")
     return None
 

@@ -245,7 +245,7 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
     except psycopg2.Error as exc:
         lost = target.closed != 0
         _abandon(target, source)
-        explained = guards.check_lock_timeout_reached(exc)
+        explained = guards.check_lock_timeout_reached(exc, side=_failed_side(exc, source))
         if explained:
             raise DbSyncError(f"{explained} (while {current}); the target is unchanged") from None
         if current == "committing":
@@ -272,6 +272,13 @@ def _abandon(target, source) -> None:
             conn.rollback()
         except psycopg2.Error:
             conn.close()
+
+
+def _failed_side(exc, source) -> str:
+    """Which session raised a psycopg2 error: the source when it came from one of its cursors,
+    else the target (its cursors, or its COMMIT)."""
+    cur = getattr(exc, "cursor", None)
+    return "source" if source is not None and cur is not None and cur.connection is source else "target"
 
 
 def _resolve(cat: schema.Catalog, name: str) -> schema.Table:
