@@ -25,7 +25,7 @@ from psycopg2 import sql
 
 from dbsync.errors import DbSyncError
 from dbsync.sync import sync_databases
-from localdev.oldsync import replicate_like_old_sync
+from localdev.oldsync import replicate_like_old_sync_dsn
 from localdev.pgserver import LocalServer, admin_execute
 from localdev.sampledata import build_prod
 
@@ -171,12 +171,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def break_staging(server: LocalServer, prod_dsn: str, staging_dsn: str) -> None:
     """(Re)build staging from prod exactly as the old sync did."""
     admin_execute(staging_dsn, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
-    prod, staging = psycopg2.connect(prod_dsn), psycopg2.connect(staging_dsn)
-    try:
-        replicate_like_old_sync(prod, staging)
-    finally:
-        prod.close()
-        staging.close()
+    replicate_like_old_sync_dsn(prod_dsn, staging_dsn)
 
 
 def demo(server: LocalServer, workdir: Path) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 
+import psycopg2
 from psycopg2 import sql
 
 _TABLES = """
@@ -147,3 +148,13 @@ def replicate_like_old_sync(source, target) -> list[str]:
     source.commit()
     target.commit()
     return created
+
+
+def replicate_like_old_sync_dsn(source_dsn: str, target_dsn: str) -> list[str]:
+    """replicate_like_old_sync() between two databases given by DSN, on connections of its own."""
+    source, target = psycopg2.connect(source_dsn), psycopg2.connect(target_dsn)
+    try:
+        return replicate_like_old_sync(source, target)
+    finally:
+        source.close()
+        target.close()

@@ -15,7 +15,7 @@ import psycopg2.extensions
 import pytest
 from psycopg2 import sql
 
-from localdev.oldsync import replicate_like_old_sync
+from localdev.oldsync import replicate_like_old_sync, replicate_like_old_sync_dsn
 from localdev.pgserver import LocalServer, admin_execute
 from localdev.sampledata import build_prod
 
@@ -120,9 +120,4 @@ def prod_and_staging(make_db, connect_db):
 
 def old_sync_copy(source_dsn: str, target_dsn: str) -> None:
     """Break `target` from `source` the way the old sync did (for tests with their own schemas)."""
-    s, t = psycopg2.connect(source_dsn), psycopg2.connect(target_dsn)
-    try:
-        replicate_like_old_sync(s, t)
-    finally:
-        s.close()
-        t.close()
+    replicate_like_old_sync_dsn(source_dsn, target_dsn)
