@@ -15,6 +15,7 @@ import test_api_lambda
 from test_api_lambda import LambdaClient, free_port
 
 from app.api.v1.admin import AdminSettings, get_admin_settings
+from app.core.settings import SettingsError
 
 make_api = test_api_lambda.make_api  # a fixture, shared
 
@@ -304,6 +305,29 @@ def test_without_a_key_the_route_does_not_exist(db_dsn, admin_api):
         for path in (PATH, "/api/v1/admin", "/api/v1/admin/"):
             r = client.request(method, path, headers={"X-API-Key": KEY})
             assert r.status_code == 404, (method, path, r.status_code)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"ADMIN_API_KEY": KEY,
+      "ADMIN_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:k-AbCdEf"},
+     "both ADMIN_API_KEY and ADMIN_API_KEY_SECRET_ARN are set; set only one"),
+    ({"ADMIN_API_KEY": KEY, "ADMIN_ALLOW_PROD": "maybe"},
+     "ADMIN_ALLOW_PROD: Input should be a valid boolean, unable to interpret input"),
+])
+def test_bad_admin_setting_is_one_line_naming_the_variable(db_dsn, make_api, monkeypatch, env, message):
+    """Raised when the app is built, i.e. at the Lambda's import: the key is never echoed."""
+    for name in AdminSettings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_admin_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError) as caught:
+            make_api(database_url=db_dsn, stage="staging")
+    finally:
+        get_admin_settings.cache_clear()
+    assert str(caught.value) == message and KEY not in str(caught.value)
+    assert caught.value.__suppress_context__
 
 
 def test_unreachable_database_is_a_short_503(admin_api, audit_lines):

@@ -23,16 +23,24 @@ def migration_files() -> list[Path]:
     return sorted(MIGRATIONS_DIR.glob("*.sql"))
 
 
+# Serialises migrators: two deploys migrating at once must not both apply the same file.
+LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('app.migrate'))"
+
+
 def apply_migrations(conn) -> list[str]:
-    """Apply pending migrations on `conn` (left in autocommit=False); return the names applied."""
+    """Apply pending migrations on `conn` (left in autocommit=False); return the names applied.
+
+    Every transaction takes the advisory lock first, so a concurrent migrator waits rather than
+    racing: the lock is released at each commit, so each file's transaction checks again, under
+    the lock, whether another migrator has applied the file in between."""
     conn.autocommit = False
     with conn.cursor() as cur:
+        # Before CREATE TABLE IF NOT EXISTS too: run concurrently, that can fail on a duplicate key.
+        cur.execute(LOCK_SQL)
         cur.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        # Two deploys migrating at once must not both apply the same file.
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('app.migrate'))")
         cur.execute("SELECT name FROM schema_migrations")
         done = {r[0] for r in cur.fetchall()}
     conn.commit()
@@ -41,7 +49,11 @@ def apply_migrations(conn) -> list[str]:
         if path.name in done:
             continue
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext('app.migrate'))")
+            cur.execute(LOCK_SQL)
+            cur.execute("SELECT 1 FROM schema_migrations WHERE name = %s", (path.name,))
+            if cur.fetchone() is not None:
+                conn.rollback()
+                continue
             cur.execute(sql.SQL(path.read_text()))
             cur.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,))
         conn.commit()
@@ -54,20 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dsn", help="default: the API's database (DATABASE_URL, or DB_SECRET_ARN with "
                                       "DB_HOST/DB_PORT/DB_NAME)")
     args = parser.parse_args(argv)
-    from pydantic import ValidationError
-
     from app.core.db import Database
-    from app.core.settings import Settings
+    from app.core.settings import Settings, load_settings
     from dbsync.connect import connect
     from dbsync.errors import DbSyncError
 
     try:
-        settings = Settings()
+        # A bad setting is a SettingsError (a DbSyncError): one line naming the variable.
+        settings = load_settings(Settings)
         dsn = args.dsn or Database(settings).dsn()
         conn = connect(dsn, role="API", lock_timeout=settings.lock_timeout, application_name="app.migrate")
-    except ValidationError as exc:
-        print(f"error: {exc.errors()[0]['msg']}", file=sys.stderr)
-        return 2
     except DbSyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from app.core.log import logger
 from app.core.settings import Settings
+from dbsync.config import is_auth_failure
 from dbsync.connect import connect, describe_dsn
 from dbsync.errors import DbSyncError, pg_message
 from dbsync.secrets import database_url_from_secret
@@ -37,7 +38,8 @@ class Database:
         self._lock = threading.Lock()
 
     def dsn(self, *, force_fetch: bool = False) -> str:
-        """DATABASE_URL if set, else the URL built from DB_SECRET_ARN (+ DB_HOST/DB_PORT/DB_NAME)."""
+        """DATABASE_URL, or the URL built from DB_SECRET_ARN (+ DB_HOST/DB_PORT/DB_NAME); the
+        settings refuse both at once."""
         s = self.settings
         if s.database_url is not None:
             return s.database_url.get_secret_value()
@@ -51,10 +53,13 @@ class Database:
         try:
             return connect(self.dsn(), role="API", lock_timeout=s.lock_timeout,
                            application_name=APPLICATION_NAME)
-        except DbSyncError:
-            if s.database_url is not None or not s.db_secret_arn:
+        except DbSyncError as exc:
+            # Only a rejected password means the cached secret may be stale (a rotation); any
+            # other failure would fail again, and an unreachable host would cost a second
+            # connect timeout out of the Lambda's 29 s.
+            if s.database_url is not None or not s.db_secret_arn or not is_auth_failure(str(exc)):
                 raise
-        # The secret may have been rotated since it was cached: fetch it afresh, once.
+        # Fetch the secret afresh, once.
         return connect(self.dsn(force_fetch=True), role="API", lock_timeout=s.lock_timeout,
                        application_name=APPLICATION_NAME)
 

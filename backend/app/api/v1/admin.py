@@ -24,12 +24,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Security, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.db import Database, get_database
 from app.core.log import logger
-from app.core.settings import Settings, get_app_settings
+from app.core.settings import Settings, get_app_settings, load_settings, only_one
 from app.models.errors import ErrorBody
 from dbsync.errors import DbSyncError, pg_message
 from dbsync.secrets import fetch_secret
@@ -47,16 +47,22 @@ class AdminSettings(BaseSettings):
     admin_api_key_secret_arn: str | None = None
     admin_allow_prod: bool = False
 
+    @model_validator(mode="after")
+    def _one_key(self) -> AdminSettings:
+        only_one("ADMIN_API_KEY", self.admin_api_key and self.admin_api_key.get_secret_value().strip(),
+                 "ADMIN_API_KEY_SECRET_ARN", self.admin_api_key_secret_arn and self.admin_api_key_secret_arn.strip())
+        return self
+
     @property
     def configured(self) -> bool:
         return bool(self.admin_api_key_secret_arn) or bool(
             self.admin_api_key and self.admin_api_key.get_secret_value().strip())
 
     def key(self) -> bytes:
-        """The key as bytes (UTF-8). ADMIN_API_KEY wins over the secret, as DATABASE_URL wins
-        over DB_SECRET_ARN. Surrounding whitespace is dropped: HTTP strips it from header values
-        too, and a secret written from a file often ends in a newline. Raises DbSyncError when
-        the secret cannot be read or is empty."""
+        """The key as bytes (UTF-8): ADMIN_API_KEY, else the secret (the settings refuse both at
+        once, as they refuse DATABASE_URL with DB_SECRET_ARN). Surrounding whitespace is dropped:
+        HTTP strips it from header values too, and a secret written from a file often ends in a
+        newline. Raises DbSyncError when the secret cannot be read or is empty."""
         if self.admin_api_key and self.admin_api_key.get_secret_value().strip():
             return self.admin_api_key.get_secret_value().strip().encode()
         text = fetch_secret(self.admin_api_key_secret_arn or "").strip()
@@ -67,7 +73,7 @@ class AdminSettings(BaseSettings):
 
 @lru_cache
 def get_admin_settings() -> AdminSettings:
-    return AdminSettings()
+    return load_settings(AdminSettings)
 
 
 class ResetSequencesRequest(BaseModel):
