@@ -59,10 +59,6 @@ SKIP_DIRS = {".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".ruff_cac
              ".aws-sam", "build", "dist", "node_modules"}
 
 
-class TeardownError(Exception):
-    pass
-
-
 def markers_for(path: str) -> tuple[str, str, str]:
     if path.endswith(".md"):
         return "<!-- admin-route:begin -->", "<!-- admin-route:end -->", "<!-- admin-route -->"
