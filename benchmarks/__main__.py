@@ -36,8 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale", type=float, default=1.0, help="sync data scale; 1 is about 150 MB (1)")
     p.add_argument("--pairs", type=int, default=3, help="sync/stock pairs at --scale; the medians count (3)")
     p.add_argument("--size-factors", type=_factors, default=(0.25, 2.0),
-                   help="extra sync sizes as multiples of --scale, one pair each, to show memory vs size"
-                        " (0.25,2; '' for none)")
+                   help="extra sync sizes as multiples of --scale, min(2, --pairs) pairs each, to show"
+                        " memory vs size (0.25,2; '' for none)")
     p.add_argument("--json", metavar="PATH", help="also write every raw figure to PATH")
     args = p.parse_args(argv)
     if args.tables < 1 or args.naive_tables < 1 or args.runs < 1 or args.pairs < 1 or args.scale <= 0:
