@@ -145,7 +145,7 @@ def lock_capacity(conn) -> tuple[int, str]:
 
 # `rels`: the tables given as an oid[] parameter plus, recursively, their partitions — every
 # relation a sync of those tables truncates and loads. Composed into the queries below and into
-# setting aside triggers, foreign keys and indexes, so all of them agree on that set.
+# setaside's trigger and foreign-key queries, so all of them agree on that set.
 WITH_RELS = sql.SQL("""
 WITH RECURSIVE rels(oid) AS (
     SELECT unnest(%s::oid[])

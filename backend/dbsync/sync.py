@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import psycopg2
 from psycopg2 import sql
 
-from dbsync import guards, schema
+from dbsync import guards, schema, setaside
 from dbsync.connect import connect, describe_dsn
 from dbsync.copy import SourceCopyError, copy_in_statement, copy_out_statement, stream_copy
 from dbsync.errors import DbSyncError, pg_message
@@ -172,9 +172,9 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
                 for u in units)))
         lap("truncate")
         current = "setting aside triggers and foreign keys"
-        triggers = _disable_user_triggers(target, target_oids)
-        foreign_keys = _drop_foreign_keys(target, target_oids)
-        indexes = _drop_indexes(target, target_oids) if rebuild_indexes else {}
+        triggers = setaside.disable_user_triggers(target, target_oids)
+        foreign_keys = setaside.drop_foreign_keys(target, target_oids)
+        indexes = setaside.drop_indexes(target, target_oids) if rebuild_indexes else {}
         report["set_aside"] = {"triggers": len(triggers), "foreign_keys": len(foreign_keys),
                                "indexes": sum(len(v) for v in indexes.values())}
         lap("prepare")
@@ -193,7 +193,7 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
             copied[unit.label] = result
             current = f"rebuilding the indexes of {unit.label}"
             built = time.perf_counter()
-            _restore_indexes(target, indexes.get(unit.target.oid, []))
+            setaside.restore_indexes(target, indexes.get(unit.target.oid, []))
             result.seconds += time.perf_counter() - built
             row = {"table": unit.label, "rows": result.target_rows, "bytes": result.bytes,
                    "seconds": round(result.seconds, 4), "format": result.format}
@@ -202,8 +202,8 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
         lap("copy")
 
         current = "re-adding foreign keys"
-        _restore_foreign_keys(target, foreign_keys)
-        _restore_triggers(target, triggers)
+        setaside.restore_foreign_keys(target, foreign_keys)
+        setaside.restore_triggers(target, triggers)
         lap("constraints")
 
         current = "validating row counts"
@@ -321,150 +321,6 @@ def _plan_units(scat: schema.Catalog, tcat: schema.Catalog, tables: Iterable[str
         cols = schema.copy_columns(t)
         units.append(_Unit(t, tgt, cols, binary and schema.binary_safe(t, tgt, cols)))
     return units
-
-
-# -- triggers and foreign keys, set aside for the load ------------------------------------------
-
-_USER_TRIGGERS_SQL = sql.SQL("""{with_rels}
-SELECT n.nspname, c.relname, t.tgname, t.tgenabled
-FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid
-JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgparentid = 0
-ORDER BY 1, 2, 3
-""").format(with_rels=guards.WITH_RELS)
-
-
-def _disable_user_triggers(conn, oids: list[int]) -> list[tuple]:
-    """The target's own triggers must not rewrite prod's rows on the way in (pg_dump
-    --disable-triggers does the same; DISABLE TRIGGER on a named trigger needs only ownership)."""
-    with conn.cursor() as cur:
-        cur.execute(_USER_TRIGGERS_SQL, (oids,))
-        found = cur.fetchall()
-        for nsp, rel, name, _ in found:
-            cur.execute(sql.SQL("ALTER TABLE {}.{} DISABLE TRIGGER {}").format(
-                sql.Identifier(nsp), sql.Identifier(rel), sql.Identifier(name)))
-    return found
-
-
-_ENABLE = {"O": "ENABLE TRIGGER", "R": "ENABLE REPLICA TRIGGER", "A": "ENABLE ALWAYS TRIGGER"}
-
-
-def _restore_triggers(conn, found: list[tuple]) -> None:
-    with conn.cursor() as cur:
-        for nsp, rel, name, mode in found:
-            cur.execute(sql.SQL("ALTER TABLE {}.{} " + _ENABLE[mode] + " {}").format(
-                sql.Identifier(nsp), sql.Identifier(rel), sql.Identifier(name)))
-
-
-_FOREIGN_KEYS_SQL = sql.SQL("""{with_rels}
-SELECT n.nspname, c.relname, con.conname, pg_get_constraintdef(con.oid),
-       obj_description(con.oid, 'pg_constraint')
-FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE con.contype = 'f' AND con.conparentid = 0
-  AND (con.conrelid IN (SELECT oid FROM rels) OR con.confrelid IN (SELECT oid FROM rels))
-ORDER BY 1, 2, 3
-""").format(with_rels=guards.WITH_RELS)
-
-
-def _drop_foreign_keys(conn, oids: list[int]) -> list[tuple]:
-    """Foreign keys on or into the synced tables, dropped for the load and re-added after it.
-
-    Loading with them in place checks every row with its own lookup (millions of index probes);
-    re-adding one validates the whole table in a single join. DDL is transactional, so a failed
-    sync brings them back untouched. Definitions are the server's own deparse, fully qualified.
-    """
-    with conn.cursor() as cur:
-        with schema.qualified_names(cur):
-            cur.execute(_FOREIGN_KEYS_SQL, (oids,))
-            found = cur.fetchall()
-        for nsp, rel, name, _definition, _comment in found:
-            cur.execute(sql.SQL("ALTER TABLE {}.{} DROP CONSTRAINT {}").format(
-                sql.Identifier(nsp), sql.Identifier(rel), sql.Identifier(name)))
-    return found
-
-
-def _restore_foreign_keys(conn, found: list[tuple]) -> None:
-    with conn.cursor() as cur:
-        for nsp, rel, name, definition, comment in found:
-            table = sql.SQL("{}.{}").format(sql.Identifier(nsp), sql.Identifier(rel))
-            cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                table, sql.Identifier(name), sql.SQL(definition)))
-            if comment is not None:
-                cur.execute(sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
-                    sql.Identifier(name), table, sql.Literal(comment)))
-
-
-# Indexes of plain tables that nothing else depends on once the foreign keys are gone, in the
-# default tablespace and without per-column statistics targets: everything needed to rebuild them
-# exactly. Partitioned tables and partitions keep theirs (attached index trees would come back
-# with generated names).
-_INDEXES_SQL = """
-SELECT x.indrelid, n.nspname, c.relname, ic.relname, pg_get_indexdef(x.indexrelid),
-       con.conname, pg_get_constraintdef(con.oid), obj_description(x.indexrelid, 'pg_class'),
-       obj_description(con.oid, 'pg_constraint'), x.indisclustered, x.indisreplident
-FROM pg_index x
-JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_class ic ON ic.oid = x.indexrelid
-LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid AND con.conrelid = x.indrelid
-                            AND con.contype IN ('p', 'u', 'x')
-WHERE x.indrelid = ANY(%s) AND c.relkind = 'r' AND NOT c.relispartition
-  AND x.indisvalid AND x.indisready AND x.indislive AND ic.reltablespace = 0
-  AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = x.indexrelid OR h.inhparent = x.indexrelid)
-  AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = x.indexrelid
-                  AND a.attstattarget IS NOT NULL AND a.attstattarget >= 0)
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass
-                  AND d.refobjid = x.indexrelid)
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_constraint'::regclass
-                  AND d.refobjid = con.oid AND NOT (d.classid = 'pg_class'::regclass AND d.objid = x.indexrelid))
-ORDER BY x.indrelid, con.contype = 'p' DESC, ic.relname
-"""
-
-
-def _drop_indexes(conn, oids: list[int]) -> dict[int, list[tuple]]:
-    """Indexes dropped for the load and rebuilt right after each table's COPY.
-
-    Building an index once from the loaded table (a sort) is several times cheaper than
-    inserting every row into it; pg_restore loads the same way. A failed sync's rollback brings
-    the originals back. Definitions are the server's own deparse, fully qualified."""
-    found: dict[int, list[tuple]] = {}
-    with conn.cursor() as cur:
-        with schema.qualified_names(cur):
-            cur.execute(_INDEXES_SQL, (oids,))
-            rows = cur.fetchall()
-        for row in rows:
-            relid, nsp, rel, index, _idef, conname, *_ = row
-            if conname is not None:
-                cur.execute(sql.SQL("ALTER TABLE {}.{} DROP CONSTRAINT {}").format(
-                    sql.Identifier(nsp), sql.Identifier(rel), sql.Identifier(conname)))
-            else:
-                cur.execute(sql.SQL("DROP INDEX {}.{}").format(sql.Identifier(nsp), sql.Identifier(index)))
-            found.setdefault(relid, []).append(row)
-    return found
-
-
-def _restore_indexes(conn, rows: list[tuple]) -> None:
-    with conn.cursor() as cur:
-        for _relid, nsp, rel, index, idef, conname, cdef, icomment, ccomment, clustered, replident in rows:
-            table = sql.SQL("{}.{}").format(sql.Identifier(nsp), sql.Identifier(rel))
-            ident = sql.SQL("{}.{}").format(sql.Identifier(nsp), sql.Identifier(index))
-            if conname is not None:
-                cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                    table, sql.Identifier(conname), sql.SQL(cdef)))
-                if index != conname:  # the constraint's index is named after it; keep the old name
-                    cur.execute(sql.SQL("ALTER INDEX {}.{} RENAME TO {}").format(
-                        sql.Identifier(nsp), sql.Identifier(conname), sql.Identifier(index)))
-                if ccomment is not None:
-                    cur.execute(sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
-                        sql.Identifier(conname), table, sql.Literal(ccomment)))
-            else:
-                cur.execute(sql.SQL(idef))
-            if icomment is not None:
-                cur.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(ident, sql.Literal(icomment)))
-            if clustered:
-                cur.execute(sql.SQL("ALTER TABLE {} CLUSTER ON {}").format(table, sql.Identifier(index)))
-            if replident:
-                cur.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY USING INDEX {}").format(
-                    table, sql.Identifier(index)))
 
 
 def _validate(conn, units: list[_Unit], copied: dict) -> dict:
