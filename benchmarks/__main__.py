@@ -57,7 +57,9 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from localdev.pgserver import LocalServer
+    from localdev.pgserver import LocalServer, exit_on_sigterm
+
+    exit_on_sigterm()
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

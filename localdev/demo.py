@@ -26,7 +26,7 @@ from psycopg2 import sql
 from dbsync.errors import DbSyncError
 from dbsync.sync import sync_databases
 from localdev.oldsync import replicate_like_old_sync_dsn
-from localdev.pgserver import LocalServer, admin_execute
+from localdev.pgserver import LocalServer, admin_execute, exit_on_sigterm
 from localdev.sampledata import build_prod
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,6 +292,7 @@ def demo(server: LocalServer, workdir: Path) -> list[str]:
 def main() -> int:
     print(f"{BOLD}make demo: refresh a staging PostgreSQL from prod so that staging keeps working{RESET}")
     workdir = Path(tempfile.mkdtemp(prefix="dbsync-demo-"))
+    exit_on_sigterm()
     server = LocalServer()
     try:
         server.start()

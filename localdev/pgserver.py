@@ -186,6 +186,15 @@ class LocalServer:
         return f"postgresql://{auth}@{host}:{self.port}/{quote(dbname)}"
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (a CI timeout, `kill`) unwind like Ctrl-C, so `finally: server.stop()` runs
+    and no orphaned postgres is left holding a port and a temporary directory."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def admin_execute(dsn: str, *statements) -> None:
     """Run statements in autocommit (CREATE/DROP DATABASE cannot run in a transaction)."""
     import psycopg2
