@@ -16,7 +16,7 @@ import pytest
 from psycopg2 import sql
 
 from localdev.oldsync import replicate_like_old_sync, replicate_like_old_sync_dsn
-from localdev.pgserver import LocalServer, admin_execute
+from localdev.pgserver import LocalServer, admin_execute, exit_on_sigterm
 from localdev.sampledata import build_prod
 
 
@@ -46,6 +46,7 @@ def pg_server():
     if url:
         yield ExternalServer(url)
         return
+    exit_on_sigterm()  # a killed test run still stops its server
     server = LocalServer()
     server.start()
     try:
