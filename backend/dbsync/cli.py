@@ -19,7 +19,7 @@ import sys
 from dbsync.config import endpoint_from_env
 from dbsync.connect import connect
 from dbsync.errors import DbSyncError
-from dbsync.sequences import check_sequences, reset_sequences
+from dbsync.sequences import ACTIONS, check_sequences, reset_sequences
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
@@ -41,7 +41,7 @@ def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
 
 
 def _counts(rows: list[dict]) -> dict[str, int]:
-    out = {a: 0 for a in ("reset", "unchanged", "default_restored", "sequence_created", "error")}
+    out = dict.fromkeys(ACTIONS, 0)
     for r in rows:
         out[r["action"]] += 1
     return out

@@ -33,10 +33,9 @@ from app.core.settings import Settings, get_app_settings, load_settings, only_on
 from app.models.errors import ErrorBody
 from dbsync.errors import DbSyncError, pg_message
 from dbsync.secrets import fetch_secret
-from dbsync.sequences import reset_sequences
+from dbsync.sequences import ACTIONS, reset_sequences
 
 PATH = "/admin/reset-sequences"
-ACTIONS = ("reset", "unchanged", "default_restored", "sequence_created", "error")
 UNAUTHORIZED = "missing or invalid API key"
 
 
