@@ -13,7 +13,9 @@ then decides per sequence. Rules:
   out) unless exact=True; `positions` (the sync: the source's next values) replaces START as the
   floor, and with exact=True the sequence mirrors it, floored at the data;
 - a column that owns a sequence but lost its default gets it back; an integer primary key with no
-  default at all gets a serial-style sequence (create_missing).
+  default at all gets a serial-style sequence (create_missing);
+- a wrapped CYCLE sequence keeps its position unless that value is taken; row-level security is
+  off for the reads, so a policy that would hide rows is an error, never a short max().
 Applying: standalone it commits in batches and positions with setval(seq, v, false); inside a
 caller's transaction it never commits and uses ALTER SEQUENCE ... RESTART WITH, which a rollback
 undoes (setval is never rolled back).
