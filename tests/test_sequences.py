@@ -285,12 +285,12 @@ def test_missing_privileges_are_reported_per_column(db, db_dsn, pg_server, conne
         "CREATE TABLE open_t (id serial PRIMARY KEY)", "INSERT INTO open_t VALUES (5)",
         "CREATE TABLE locked_t (id serial PRIMARY KEY)", "INSERT INTO locked_t VALUES (5)",
         "CREATE TABLE hidden_t (id serial PRIMARY KEY)", "INSERT INTO hidden_t VALUES (5)",
-        sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)),
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(role + "-pw")),
         sql.SQL("GRANT SELECT ON open_t, locked_t TO {}").format(sql.Identifier(role)),
         sql.SQL("GRANT SELECT, UPDATE ON SEQUENCE open_t_id_seq TO {}").format(sql.Identifier(role)),
         sql.SQL("GRANT SELECT ON SEQUENCE locked_t_id_seq, hidden_t_id_seq TO {}").format(sql.Identifier(role)))
     try:
-        limited = connect_db(pg_server.dsn(db.info.dbname, user=role))
+        limited = connect_db(pg_server.dsn(db.info.dbname, user=role, password=role + "-pw"))
         rows = reset_sequences(limited)
         assert by_table(rows, "open_t")["action"] == "reset"
         assert "UPDATE on sequence public.locked_t_id_seq" in by_table(rows, "locked_t")["error"]

@@ -392,18 +392,13 @@ def test_lock_table_estimate_refuses_naming_the_setting(prod_and_staging, monkey
     assert snapshot(staging_dsn) == before
 
 
-def test_target_tables_not_owned_by_the_sync_role_are_refused(pg_server, prod_and_staging, connect_db):
+def test_target_tables_not_owned_by_the_sync_role_are_refused(pg_server, prod_and_staging):
     prod_dsn, staging_dsn = prod_and_staging
-    staging_name = psycopg2.extensions.parse_dsn(staging_dsn)["dbname"]
-    admin = connect_db(staging_dsn, autocommit=True)
-    with admin.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'dbsync_not_owner'")
-        if not cur.fetchone():
-            cur.execute("CREATE ROLE dbsync_not_owner LOGIN")
-        cur.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO dbsync_not_owner")
+    not_owner = login_role(pg_server, staging_dsn, "dbsync_not_owner")
+    execute(staging_dsn, "GRANT ALL ON ALL TABLES IN SCHEMA public TO dbsync_not_owner")
     before = snapshot(staging_dsn)
     with pytest.raises(DbSyncError) as err:
-        sync_databases(prod_dsn, pg_server.dsn(staging_name, user="dbsync_not_owner"))
+        sync_databases(prod_dsn, not_owner)
     msg = str(err.value)
     assert "the target role dbsync_not_owner does not own table public.authors (owner postgres)" in msg
     assert "connect as their owner" in msg
@@ -650,16 +645,22 @@ def fetch(dsn: str, query: str) -> list:
         conn.close()
 
 
-def ensure_role(dsn: str, role: str) -> None:
-    execute(dsn, f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN"
-                 f" CREATE ROLE {role} LOGIN; END IF; END$$")
+def login_role(pg_server, dsn: str, role: str) -> str:
+    """A LOGIN role with a password (a TEST_DATABASE_URL server may demand one); returns a DSN
+    for dsn's database as that role."""
+    execute(dsn,
+            sql.SQL("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name}) THEN"
+                    " CREATE ROLE {role} LOGIN; END IF; END$$").format(name=sql.Literal(role),
+                                                                        role=sql.Identifier(role)),
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(role + "-pw")))
+    return pg_server.dsn(psycopg2.extensions.parse_dsn(dsn)["dbname"], user=role, password=role + "-pw")
 
 
 def test_source_rows_hidden_by_row_security_fail_the_sync(pg_server, make_db):
     """A source role that RLS policies apply to would copy only the rows it may see; the sync
     refuses instead, naming the table, and writes nothing."""
     src, tgt = make_db("rls_src"), make_db("rls_tgt")
-    ensure_role(src, "dbsync_rls_reader")
+    reader = login_role(pg_server, src, "dbsync_rls_reader")
     execute(src, "CREATE TABLE t (id serial PRIMARY KEY, tenant text)",
             "INSERT INTO t (tenant) SELECT CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END FROM generate_series(1, 10) g",
             "CREATE TABLE open_t (id int PRIMARY KEY)",
@@ -669,7 +670,6 @@ def test_source_rows_hidden_by_row_security_fail_the_sync(pg_server, make_db):
     execute(tgt, "CREATE TABLE t (id serial PRIMARY KEY, tenant text)", "CREATE TABLE open_t (id int PRIMARY KEY)",
             "INSERT INTO t (tenant) VALUES ('old')")
     before = snapshot(tgt)
-    reader = pg_server.dsn(psycopg2.extensions.parse_dsn(src)["dbname"], user="dbsync_rls_reader")
     with pytest.raises(DbSyncError) as err:
         sync_databases(reader, tgt)
     msg = str(err.value)
@@ -683,14 +683,13 @@ def test_source_rows_hidden_by_row_security_fail_the_sync(pg_server, make_db):
 
 def test_target_forcing_row_security_on_its_owner_is_refused_clearly(pg_server, make_db):
     src, tgt = make_db("rlsf_src"), make_db("rlsf_tgt")
-    ensure_role(tgt, "dbsync_rls_owner")
+    owner = login_role(pg_server, tgt, "dbsync_rls_owner")
     execute(src, "CREATE TABLE t (id int PRIMARY KEY, tenant text)", "INSERT INTO t VALUES (1, 'a'), (2, 'b')")
     execute(tgt, "CREATE TABLE t (id int PRIMARY KEY, tenant text)", "INSERT INTO t VALUES (7, 'b')",
             "ALTER TABLE t OWNER TO dbsync_rls_owner",
             "ALTER TABLE t ENABLE ROW LEVEL SECURITY", "ALTER TABLE t FORCE ROW LEVEL SECURITY",
             "CREATE POLICY only_b ON t USING (tenant = 'b')")
     before = snapshot(tgt)
-    owner = pg_server.dsn(psycopg2.extensions.parse_dsn(tgt)["dbname"], user="dbsync_rls_owner")
     with pytest.raises(DbSyncError) as err:
         sync_databases(src, owner)
     msg = str(err.value)
