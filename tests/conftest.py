@@ -7,6 +7,7 @@ server named by TEST_DATABASE_URL when that is set (it must allow CREATE DATABAS
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import uuid
 
@@ -122,3 +123,26 @@ def prod_and_staging(make_db, connect_db):
 def old_sync_copy(source_dsn: str, target_dsn: str) -> None:
     """Break `target` from `source` the way the old sync did (for tests with their own schemas)."""
     replicate_like_old_sync_dsn(source_dsn, target_dsn)
+
+
+@pytest.fixture
+def capture_api_logs():
+    """Factory: a list that receives the API's log lines at `level` and above, formatted exactly
+    as Lambda prints them (powertools JSON)."""
+    from app.core.log import logger
+
+    std = logging.getLogger(logger.name)
+    handlers: list[logging.Handler] = []
+
+    def capture(level: int = logging.NOTSET) -> list[str]:
+        lines: list[str] = []
+        handler = logging.Handler(level)
+        handler.setFormatter(logger.registered_formatter)
+        handler.emit = lambda record: lines.append(handler.format(record))
+        std.addHandler(handler)
+        handlers.append(handler)
+        return lines
+
+    yield capture
+    for handler in handlers:
+        std.removeHandler(handler)

@@ -7,7 +7,6 @@ the route.)
 from __future__ import annotations
 
 import json
-import logging
 
 import psycopg2
 import pytest
@@ -46,18 +45,9 @@ def admin_api(make_api, monkeypatch):
 
 
 @pytest.fixture
-def audit_lines():
+def audit_lines(capture_api_logs):
     """The JSON audit lines the route logs, formatted exactly as Lambda would print them."""
-    from app.core.log import logger
-
-    lines: list[str] = []
-    handler = logging.Handler()
-    handler.setFormatter(logger.registered_formatter)
-    handler.emit = lambda record: lines.append(handler.format(record))
-    std = logging.getLogger(logger.name)
-    std.addHandler(handler)
-    yield lines
-    std.removeHandler(handler)
+    return capture_api_logs()
 
 
 def db_state(dsn: str):

@@ -22,17 +22,8 @@ def client(api_db, make_api) -> LambdaClient:
 
 
 @pytest.fixture
-def error_logs():
-    from app.core.log import logger
-
-    lines: list[str] = []
-    handler = logging.Handler(logging.ERROR)
-    handler.setFormatter(logger.registered_formatter)
-    handler.emit = lambda record: lines.append(handler.format(record))
-    std = logging.getLogger(logger.name)
-    std.addHandler(handler)
-    yield lines
-    std.removeHandler(handler)
+def error_logs(capture_api_logs):
+    return capture_api_logs(logging.ERROR)
 
 
 def execute(dsn: str, query: str, params=()):
