@@ -656,9 +656,11 @@ def reset_sequences(conn, *, dry_run: bool = False, schemas: list[str] | None = 
 
 
 def check_sequences(conn, *, schemas: list[str] | None = None) -> list[dict]:
-    """Columns whose next INSERT would fail or collide with existing rows; [] when all is well."""
+    """Columns whose next INSERT would fail or collide with existing rows; [] when all is well.
+    That includes an INSERT by a role that may write the table but may not use its sequence."""
+    plan = plan_sequences(conn, schemas=schemas)
     problems = []
-    for d in plan_sequences(conn, schemas=schemas):
+    for d in plan:
         if d["action"] == "unchanged":
             continue
         if d["action"] == "error":
@@ -670,7 +672,38 @@ def check_sequences(conn, *, schemas: list[str] | None = None) -> list[dict]:
         else:
             d["problem"] = f"next value {d['previous']} is behind the data (should be {d['value']})"
         problems.append(d)
+    by_column = {(d["schema"], d["table"], d["column"]): d for d in plan}
+    for (schema, table, column), role, sequence in _inserters_without_usage(conn, schemas):
+        d = dict(by_column.get((schema, table, column)) or {"schema": schema, "table": table, "column": column,
+                                                             "sequence": sequence})
+        d["problem"] = (f"role {role} may INSERT into {table} but has no USAGE on {sequence}:"
+                        " its INSERTs fail (GRANT USAGE, SELECT ON SEQUENCE … TO it)")
+        problems.append(d)
     return problems
+
+
+def _inserters_without_usage(conn, schemas) -> list[tuple[tuple[str, str, str], str, str]]:
+    """(column, role, sequence) for each role granted INSERT on a sequence-fed column's table that
+    lacks USAGE on the sequence (the owner needs no grant; PUBLIC grants are not checked)."""
+    session = _Session(conn, None)
+    try:
+        # An identity column's sequence is used without a privilege check; a default's nextval() is not.
+        columns = [c for c in catalog.read_fed_columns(session.cur, schemas)
+                   if c.has_default and c.kind != "identity"]
+        grantees = catalog.insert_grantees(session.cur, sorted({c.table_oid for c in columns}))
+        pairs = [(c, role) for c in columns for role in grantees.get(c.table_oid, []) if role is not None]
+        if not pairs:
+            return []
+        session.cur.execute(
+            "SELECT NOT has_sequence_privilege(u.role, u.seq, 'USAGE')"
+            " FROM unnest(%s::text[], %s::oid[]) WITH ORDINALITY AS u(role, seq, i) ORDER BY u.i",
+            ([role for _, role in pairs], [c.sequence.oid for c, _ in pairs]),
+        )
+        lacking = [row[0] for row in session.cur.fetchall()]
+        return [((c.schema, c.table, c.column), role, c.sequence.qualified)
+                for (c, role), missing in zip(pairs, lacking, strict=True) if missing]
+    finally:
+        session.close()
 
 
 def read_positions(conn, *, schemas: list[str] | None = None, tables: Iterable[tuple[str, str]] | None = None,
