@@ -93,16 +93,22 @@ def test_username_password_secret_with_db_host_port_name(aws, pg_server, make_db
     assert r.status_code == 503 and r.json() == {"detail": "the database is unreachable or busy; try again"}
 
 
-def test_database_url_and_the_secret_together_is_a_configuration_error(monkeypatch):
-    clear_api_env(monkeypatch)
-    monkeypatch.setenv("DATABASE_URL", "postgresql://api:hunter2-pw@db.example/books")
-    monkeypatch.setenv("DB_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds-AbCdEf")
+def settings_error() -> pytest.ExceptionInfo[SettingsError]:
+    """Load the settings from the environment afresh, expecting them to be refused."""
     get_settings.cache_clear()
     try:
         with pytest.raises(SettingsError) as caught:
             get_settings()
     finally:
         get_settings.cache_clear()
+    return caught
+
+
+def test_database_url_and_the_secret_together_is_a_configuration_error(monkeypatch):
+    clear_api_env(monkeypatch)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://api:hunter2-pw@db.example/books")
+    monkeypatch.setenv("DB_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds-AbCdEf")
+    caught = settings_error()
     assert str(caught.value) == "both DATABASE_URL and DB_SECRET_ARN are set; set only one"
 
 
@@ -118,12 +124,7 @@ def test_bad_setting_is_one_line_naming_the_variable(monkeypatch, env, message):
     monkeypatch.setenv("DATABASE_URL", "postgresql://api:hunter2-pw@db.example/books")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SettingsError) as caught:
-            get_settings()
-    finally:
-        get_settings.cache_clear()
+    caught = settings_error()
     assert str(caught.value) == message
     assert caught.value.__suppress_context__  # raised `from None`: no pydantic report chained on
 

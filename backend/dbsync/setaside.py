@@ -35,14 +35,15 @@ def disable_user_triggers(conn, oids: list[int]) -> list[tuple]:
     return found
 
 
-_ENABLE = {"O": "ENABLE TRIGGER", "R": "ENABLE REPLICA TRIGGER", "A": "ENABLE ALWAYS TRIGGER"}
+_ENABLE = {"O": sql.SQL("ENABLE TRIGGER"), "R": sql.SQL("ENABLE REPLICA TRIGGER"),
+           "A": sql.SQL("ENABLE ALWAYS TRIGGER")}
 
 
 def restore_triggers(conn, found: list[tuple]) -> None:
     with conn.cursor() as cur:
         for nsp, rel, name, mode in found:
-            cur.execute(sql.SQL("ALTER TABLE {}.{} " + _ENABLE[mode] + " {}").format(
-                sql.Identifier(nsp), sql.Identifier(rel), sql.Identifier(name)))
+            cur.execute(sql.SQL("ALTER TABLE {}.{} {} {}").format(
+                sql.Identifier(nsp), sql.Identifier(rel), _ENABLE[mode], sql.Identifier(name)))
 
 
 # -- foreign keys ------------------------------------------------------------------------------
