@@ -4,8 +4,8 @@ Run by `make teardown-admin-route` (and by the remove-admin-route workflow once 
 clean). Standard library only: it runs before any virtualenv exists.
 
 What goes:
-  * whole files: the route (backend/app/api/v1/admin.py), its tests (tests/test_admin_route*.py)
-    and this tooling (this script, tests/test_teardown_rehearsal.py, the removal workflow);
+  * whole files: the route (backend/app/api/v1/admin.py), its tests (tests/api/test_admin_route*.py)
+    and this tooling (this script, tests/deploy/test_teardown_rehearsal.py, the removal workflow);
   * the route's one line in backend/app/api/v1/__init__.py;
   * every marked block, in any text file of the tree: the lines from `# admin-route:begin` to
     `# admin-route:end` (in Markdown `<!-- admin-route:begin -->` … `<!-- admin-route:end -->`),
@@ -27,13 +27,13 @@ import tempfile
 from pathlib import Path
 
 ROUTE_FILE = "backend/app/api/v1/admin.py"
-ROUTE_TESTS = "tests/test_admin_route*.py"
+ROUTE_TESTS = "tests/api/test_admin_route*.py"
 ROUTER_INDEX = "backend/app/api/v1/__init__.py"
 # The route's line in ROUTER_MODULES: its module name as a string, an optional comment after it.
 ROUTER_LINE = re.compile(r"""^\s*["']app\.api\.v1\.admin["']\s*,?\s*(#.*)?$""")
 TOOLING = (
     "scripts/teardown_admin_route.py",
-    "tests/test_teardown_rehearsal.py",
+    "tests/deploy/test_teardown_rehearsal.py",
     ".github/workflows/remove-admin-route.yml",
 )
 # Files that must carry at least one marked block: a missing one means the tree is not the one

@@ -523,7 +523,7 @@ DELETE FROM parent_b WHERE id = (SELECT max(id) FROM parent_b);
 
 
 def test_faithful_copy_of_an_edge_case_schema(make_db, connect_db):
-    from conftest import old_sync_copy
+    from tests.conftest import old_sync_copy
 
     prod_dsn, staging_dsn = make_db("eprod"), make_db("estaging")
     prod = connect_db(prod_dsn)

@@ -7,8 +7,9 @@ import logging
 
 import psycopg2
 import pytest
-import test_api_lambda
-from test_api_lambda import LambdaClient
+
+from tests.api import test_lambda as test_api_lambda
+from tests.api.test_lambda import LambdaClient
 
 # Fixtures shared with the other API tests.
 make_api, api_db = test_api_lambda.make_api, test_api_lambda.api_db

@@ -10,11 +10,11 @@ import json
 
 import psycopg2
 import pytest
-import test_api_lambda
-from test_api_lambda import LambdaClient, free_port
 
 from app.api.v1.admin import AdminSettings, get_admin_settings
 from app.core.settings import SettingsError
+from tests.api import test_lambda as test_api_lambda
+from tests.api.test_lambda import LambdaClient, free_port
 
 make_api = test_api_lambda.make_api  # a fixture, shared
 

@@ -12,12 +12,12 @@ import subprocess
 
 import httpx
 import pytest
-import test_admin_route
-import test_api_lambda
-from test_admin_route import KEY, PATH, UNAUTHORIZED, db_state, max_id
-from test_api_lambda import serve_in_thread, serve_subprocess
 
 from app.api.v1.admin import AdminSettings
+from tests.api import test_admin_route
+from tests.api import test_lambda as test_api_lambda
+from tests.api.test_admin_route import KEY, PATH, UNAUTHORIZED, db_state, max_id
+from tests.api.test_lambda import serve_in_thread, serve_subprocess
 
 ADMIN_VARS = tuple(AdminSettings.model_fields)
 

@@ -29,7 +29,7 @@ from mangum import Mangum
 from app.core.settings import Settings, get_settings
 from app.main import create_app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE_IP = "203.0.113.7"
 
 

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from test_api_lambda import free_port
 
 from app.core.settings import Settings
 from app.migrate import LOCK_SQL, apply_migrations, migration_files
+from tests.api.test_lambda import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def migrate(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SCRIPT = "scripts/teardown_admin_route.py"
 DELETED = {
     "backend/app/api/v1/admin.py",
     SCRIPT,
-    "tests/test_teardown_rehearsal.py",
+    "tests/deploy/test_teardown_rehearsal.py",
     ".github/workflows/remove-admin-route.yml",
 }
 ROUTE_PATH = "/api/v1/admin/reset-sequences"
@@ -83,7 +83,7 @@ def test_only_the_route_and_its_tooling_are_gone(pristine, torn):
     dst, _ = torn
     before, after = snapshot(pristine), snapshot(dst)
     deleted = set(before) - set(after)
-    route_tests = {f for f in before if re.fullmatch(r"tests/test_admin_route[^/]*\.py", f)}
+    route_tests = {f for f in before if re.fullmatch(r"tests/api/test_admin_route[^/]*\.py", f)}
     assert route_tests, "the route's tests should exist before the teardown"
     assert deleted == DELETED | route_tests
     assert not set(after) - set(before), "the teardown created files"
@@ -145,7 +145,7 @@ def test_api_and_template_tests_pass_afterwards(torn, pg_server):
     dst, _ = torn
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ADMIN_", "PYTEST_"))}
     env["TEST_DATABASE_URL"] = pg_server.dsn("postgres")
-    tests = ["tests/test_api_lambda.py", "tests/test_template.py", "tests/test_workflows.py"]
+    tests = ["tests/api/test_lambda.py", "tests/deploy/test_template.py", "tests/deploy/test_workflows.py"]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=dst,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -11,14 +11,14 @@ import uuid
 import boto3
 import psycopg2.extensions
 import pytest
-import test_api_lambda
 from moto import mock_aws
 from psycopg2 import sql
 from pydantic import ValidationError
-from test_api_lambda import ROOT, LambdaClient, clear_api_env, free_port
 
 from app.core.settings import Settings, SettingsError, get_settings
 from localdev.pgserver import admin_execute
+from tests.api import test_lambda as test_api_lambda
+from tests.api.test_lambda import ROOT, LambdaClient, clear_api_env, free_port
 
 make_api, api_db = test_api_lambda.make_api, test_api_lambda.api_db
 

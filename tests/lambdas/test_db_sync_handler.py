@@ -8,9 +8,9 @@ import json
 
 import psycopg2
 import pytest
-from test_sync import snapshot
 
 from dbsync.errors import DbSyncError
+from tests.dbsync.test_sync import snapshot
 
 SCHEDULED_EVENT = {
     "version": "0",
