@@ -24,6 +24,8 @@ import psycopg2
 from psycopg2 import sql
 
 from dbsync.errors import DbSyncError
+from dbsync.masking.key import MaskingKey
+from dbsync.masking.rules import load_rules
 from dbsync.sync import sync_databases
 from localdev.oldsync import replicate_like_old_sync_dsn
 from localdev.pgserver import LocalServer, admin_execute, exit_on_sigterm
@@ -31,6 +33,7 @@ from localdev.sampledata import build_prod
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_NULL = 'null value in column "id" of relation "books"'
+RULES_FILE = ROOT / "backend" / "sync-rules.yaml"
 BOLD, DIM, GREEN, RED, RESET = ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m") \
     if sys.stdout.isatty() else ("",) * 5
 
@@ -253,15 +256,17 @@ def demo(server: LocalServer, workdir: Path) -> list[str]:
         (prod_books,) = query(prod_dsn, "SELECT count(*) FROM books")[0]
         say(f"3 books added in prod: prod now has {prod_books} books and its next book id is {prod_next}")
 
-        step("The permanent fix: the new db_sync copies prod into staging, sequences included")
-        say("dbsync.sync.sync_databases(prod, staging): what the db_sync Lambda and `db-sync sync` run")
+        step("The permanent fix: the new db_sync copies prod into staging, sequences included, personal data masked")
+        say("dbsync.sync.sync_databases(prod, staging, rules=backend/sync-rules.yaml):"
+            " what the db_sync Lambda and `db-sync sync` run")
         def progress(event: dict) -> None:
             if event.get("event") == "table_done":
                 show(f"copied {event['table']}: {event['rows']} rows, {event['bytes']} bytes")
 
         started = time.monotonic()
         try:
-            result = sync_databases(prod_dsn, staging_dsn, progress=progress)
+            result = sync_databases(prod_dsn, staging_dsn, progress=progress, rules=load_rules(RULES_FILE),
+                                    masking_key=MaskingKey(b"demo key: use SYNC_MASKING_KEY_SECRET_ARN when deployed"))
         except DbSyncError as exc:
             raise DemoFailed(f"the sync failed: {exc}") from None
         took = time.monotonic() - started
@@ -273,6 +278,15 @@ def demo(server: LocalServer, workdir: Path) -> list[str]:
         books_seq = next(s for s in reset if s["table"].endswith("books") and s["column"] == "id")
         expect(books_seq["value"] == prod_next, f"staging's books.id continues where prod's does ({prod_next})")
         summary.append(f"the new sync copied prod and set {len(reset)} sequence-fed columns in {took:.1f} s")
+        masked = result["masking"]["masked_columns"]
+        prod_emails = {e for (e,) in query(prod_dsn, "SELECT email FROM users")}
+        staged = query(staging_dsn, "SELECT email, display_name FROM users ORDER BY id LIMIT 2")
+        for email, name in staged:
+            show(f"a staging user: {email}, {name}")
+        leaked = [e for (e,) in query(staging_dsn, "SELECT email FROM users") if e in prod_emails]
+        expect(not leaked and all(e.endswith("@example.com") for e, _ in staged),
+               f"no prod email reached staging; masked: {', '.join(masked)}")
+        summary.append(f"personal data masked inside the copy ({len(masked)} columns); no prod email on staging")
 
         step("Staging works after the sync, through the API")
         book = insert_works(api, "Written after the new sync", prod_next)

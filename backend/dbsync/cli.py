@@ -2,11 +2,14 @@
 
     db-sync reset-sequences [--dsn URL] [--schema S]... [--dry-run] [--exact] [--no-create] [--json]
     db-sync check-sequences [--dsn URL] [--schema S]... [--json]
-    db-sync sync [--source URL] [--target URL] [--table T]... [--dry-run] [--json]
+    db-sync sync [--source URL] [--target URL] [--table T]... [--rules FILE] [--dry-run] [--json]
+    db-sync check-rules [--dsn URL] [--rules FILE] [--json]
+    db-sync mask [--dsn URL] [--rules FILE] [--dry-run] [--json]
 
-Exit status: 0 success; 1 a column ended in error (reset) or something is behind or missing
-(check); 2 bad input, an unreachable database, or a sync refused or rolled back (one line on
-stderr, never a traceback; a sync that exits 2 left the target unchanged).
+Exit status: 0 success; 1 a column ended in error (reset), something is behind or missing
+(check-sequences) or a personal-data column no rule covers (check-rules); 2 bad input (a bad
+rules file too), an unreachable database, or a sync or mask refused or rolled back (one line on
+stderr, never a traceback; a sync or mask that exits 2 left the database unchanged).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import os
 import sys
 
-from dbsync.config import endpoint_from_env
+from dbsync.config import endpoint_from_env, masking_key_from_env, rules_from_env
 from dbsync.connect import connect
 from dbsync.errors import DbSyncError
 from dbsync.sequences import ACTIONS, check_sequences, reset_sequences
@@ -99,7 +102,13 @@ def cmd_sync(args) -> int:
 
     source = args.source or endpoint_from_env("source")
     target = args.target or endpoint_from_env("target")
-    result = sync_databases(source, target, tables=args.table, dry_run=args.dry_run, progress=progress)
+    rules = rules_from_env(args.rules)
+    result = sync_databases(source, target, tables=args.table, dry_run=args.dry_run, progress=progress,
+                            rules=rules, masking_key=masking_key_from_env())
+    if rules is None:
+        uncovered = result.get("masking", {}).get("uncovered") or []
+        print("db-sync: warning: no masking rules (--rules or SYNC_RULES_FILE), so rows travel as they are"
+              + (f"; personal-data columns among them: {', '.join(uncovered)}" if uncovered else ""), file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
@@ -112,6 +121,47 @@ def cmd_sync(args) -> int:
         print(f"synced {len(result['tables'])} table(s), {rows} rows, from {result['source']} to {result['target']}"
               f" in {result['timings']['total']:.1f}s; row counts validated; {len(result['sequences_reset'])}"
               f" sequence-fed column(s), {len(changed)} moved, {len(result['schema_changes'])} schema fix(es)")
+    return EXIT_OK
+
+
+def _rules_required(path: str | None):
+    rules = rules_from_env(path)
+    if rules is None:
+        raise DbSyncError("no rules file: pass --rules FILE or set SYNC_RULES_FILE")
+    return rules
+
+
+def cmd_check_rules(args) -> int:
+    """Every column of the database: the rule that applies, `uncovered`, or copied as it is."""
+    from dbsync.masking.check import rules_report
+
+    rules = _rules_required(args.rules)
+    conn = connect(args.dsn, role="database")
+    try:
+        report = rules_report(conn, rules)
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_table(report["columns"], [("table", "table"), ("column", "column"), ("rule", "rule")]))
+        bad = [c for c in report["columns"] if c["rule"] == "uncovered"]
+        print(f"{len(bad)} uncovered personal-data column(s): the sync would refuse" if bad
+              else "ok: every personal-data column has a rule")
+    return EXIT_PROBLEM if not report["ok"] else EXIT_OK
+
+
+def cmd_mask(args) -> int:
+    """The rules applied in place, in one transaction (a restored snapshot of prod)."""
+    from dbsync.masking.check import mask_database
+
+    result = mask_database(args.dsn, _rules_required(args.rules), masking_key_from_env(), dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(_table(result["tables"], [("table", "table"), ("action", "action"), ("rows", "rows")]))
+        print("dry run: nothing was changed" if args.dry_run else
+               f"masked {sum(t['action'] != 'unchanged' for t in result['tables'])} table(s) in one transaction")
     return EXIT_OK
 
 
@@ -149,9 +199,28 @@ def build_parser() -> argparse.ArgumentParser:
                    " (default: $TARGET_DATABASE_URL or $TARGET_DB_SECRET_ARN)")
     p.add_argument("--table", action="append", metavar="T",
                    help="only this table (schema.table or table; repeatable); default: every table")
+    p.add_argument("--rules", metavar="FILE", help="masking rules (default: $SYNC_RULES_FILE); the key comes from"
+                   " $SYNC_MASKING_KEY or $SYNC_MASKING_KEY_SECRET_ARN")
     p.add_argument("--dry-run", action="store_true", help="run the guards and checks, write nothing")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("check-rules", help="the masking rule of every column (exit 1 if one is uncovered)",
+                       description="For every column, the rule that applies or `uncovered`; exit 1 when the"
+                                   " sync's gate would refuse (a CI check for a migration).")
+    _dsn_arg(p)
+    p.add_argument("--rules", metavar="FILE", help="masking rules (default: $SYNC_RULES_FILE)")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=cmd_check_rules)
+
+    p = sub.add_parser("mask", help="apply the masking rules in place, in one transaction",
+                       description="Mask a database that holds prod's raw rows (a restored snapshot) with the"
+                                   " same expressions as the sync; refused on the configured source.")
+    _dsn_arg(p)
+    p.add_argument("--rules", metavar="FILE", help="masking rules (default: $SYNC_RULES_FILE)")
+    p.add_argument("--dry-run", action="store_true", help="check and plan, change nothing")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=cmd_mask)
 
     return parser
 

@@ -45,15 +45,15 @@ class Endpoint:
         return database_url_from_secret(self.secret_arn, host=self.host, port=self.port, dbname=self.dbname,
                                         force_fetch=force_fetch)
 
-    def connect(self, role: str | None = None):
+    def connect(self, role: str | None = None, options: str | None = None):
         """Connect; for a secret, re-fetch once after an authentication failure (rotation)."""
         role = role or self.role
         try:
-            return connect(self.resolve(), role=role)
+            return connect(self.resolve(), role=role, options=options)
         except DbSyncError as exc:
             if not self.secret_arn or not is_auth_failure(str(exc)):
                 raise
-        return connect(self.resolve(force_fetch=True), role=role)
+        return connect(self.resolve(force_fetch=True), role=role, options=options)
 
     def describe(self) -> str:
         """Where it points, never the password."""
@@ -85,3 +85,29 @@ def endpoint_from_env(role: str, env: Mapping[str, str] | None = None) -> Endpoi
 
 def endpoints_from_env(env: Mapping[str, str] | None = None) -> tuple[Endpoint, Endpoint]:
     return endpoint_from_env("source", env), endpoint_from_env("target", env)
+
+
+RULES_OPT_OUT = "none"
+
+
+def _setting(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value.strip() if value and value.strip() else None
+
+
+def masking_key_from_env(env: Mapping[str, str] | None = None):
+    """SYNC_MASKING_KEY or the SYNC_MASKING_KEY_SECRET_ARN secret; None when neither is set."""
+    from dbsync.masking.key import key_from
+
+    env = os.environ if env is None else env
+    return key_from(_setting(env, "SYNC_MASKING_KEY"), _setting(env, "SYNC_MASKING_KEY_SECRET_ARN"))
+
+
+def rules_from_env(path: str | None = None, env: Mapping[str, str] | None = None):
+    """The rules file at `path`, else at SYNC_RULES_FILE; None when neither is given, or when
+    it is `none`: the explicit opt-out of masking."""
+    from dbsync.masking.rules import load_rules
+
+    env = os.environ if env is None else env
+    path = path or _setting(env, "SYNC_RULES_FILE")
+    return load_rules(path) if path and path.lower() != RULES_OPT_OUT else None

@@ -38,18 +38,20 @@ def describe_dsn(dsn: str) -> str:
 
 
 def connect(dsn: str, *, role: str = "database", lock_timeout: str | None = None,
-            application_name: str = "db-sync", connect_timeout: int = 10):
-    """Open a connection or raise DbSyncError naming `role` (source/target/database) and where."""
+            application_name: str = "db-sync", connect_timeout: int = 10, options: str | None = None):
+    """Open a connection or raise DbSyncError naming `role` (source/target/database) and where.
+    `options`: more startup settings (libpq `options`), added to any the DSN has."""
     what = "database" if role == "database" else f"{role} database"
     if not dsn:
         raise DbSyncError(f"no {what} given: pass a connection URL or set its environment variable")
     where = describe_dsn(dsn)
     try:
-        psycopg2.extensions.parse_dsn(dsn)
+        params = psycopg2.extensions.parse_dsn(dsn)
     except psycopg2.ProgrammingError:
         raise DbSyncError(f"the {what} connection string is not a valid PostgreSQL URL or DSN") from None
+    extra = {"options": " ".join(filter(None, (params.get("options"), options)))} if options else {}
     try:
-        conn = psycopg2.connect(dsn, application_name=application_name, connect_timeout=connect_timeout)
+        conn = psycopg2.connect(dsn, application_name=application_name, connect_timeout=connect_timeout, **extra)
     except psycopg2.Error as exc:
         # libpq's text names host and user but never the password.
         raise DbSyncError(f"cannot connect to the {what} ({where}): {pg_message(exc)}") from None

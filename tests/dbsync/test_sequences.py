@@ -88,9 +88,9 @@ def test_serial_identity_and_unowned_sequences_all_take_their_next_insert(db):
 
 def test_sequence_positions_read_without_pg_get_sequence_data(db, monkeypatch):
     """The path for servers before PostgreSQL 18 reads each sequence relation."""
-    import dbsync.sequences
+    import dbsync.catalog.sequences
 
-    monkeypatch.setattr(dbsync.sequences, "SEQUENCE_DATA_FUNCTION_SINCE", 10**9)
+    monkeypatch.setattr(dbsync.catalog.sequences, "SEQUENCE_DATA_FUNCTION_SINCE", 10**9)
     run(db, "CREATE TABLE a (id serial PRIMARY KEY)", "INSERT INTO a VALUES (4)",
         "CREATE TABLE b (id serial PRIMARY KEY)", "SELECT setval('b_id_seq', 30)")
     rows = reset_sequences(db)
@@ -606,13 +606,13 @@ def test_numeric_nan_domains_of_domains_and_views(db):
 
 
 def test_reads_shared_with_a_second_connection_give_the_same_answers(db, db_dsn, connect_db, monkeypatch):
-    import dbsync.sequences
+    from dbsync.sequences import session
 
-    monkeypatch.setattr(dbsync.sequences, "PARALLEL_MIN_ITEMS", 2)
-    monkeypatch.setattr(dbsync.sequences, "MAX_PER_QUERY", 3)  # several chunks on each connection
+    monkeypatch.setattr(session, "PARALLEL_MIN_ITEMS", 2)
+    monkeypatch.setattr(session, "MAX_PER_QUERY", 3)  # several chunks on each connection
     opened = []
-    real_sibling = dbsync.sequences._Session.sibling
-    monkeypatch.setattr(dbsync.sequences._Session, "sibling",
+    real_sibling = session.EngineSession.sibling
+    monkeypatch.setattr(session.EngineSession, "sibling",
                         lambda self: opened.append(real_sibling(self)) or opened[-1])
     run(db, "CREATE SEQUENCE shared_ids",
         *[sql.SQL("CREATE TABLE {t} (id int PRIMARY KEY DEFAULT nextval('shared_ids'));"

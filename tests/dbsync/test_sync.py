@@ -367,7 +367,7 @@ def test_lock_timeout_on_a_busy_target_fails_cleanly(prod_and_staging, connect_d
 
 
 def test_lock_table_estimate_refuses_naming_the_setting(prod_and_staging, monkeypatch):
-    from dbsync import guards
+    from dbsync.catalog import privileges
 
     prod_dsn, staging_dsn = prod_and_staging
     conn = psycopg2.connect(staging_dsn)
@@ -377,8 +377,8 @@ def test_lock_table_estimate_refuses_naming_the_setting(prod_and_staging, monkey
             oids = [r[0] for r in cur.fetchall()]
             # books: table, pkey, isbn key, owner index, TOAST table + index; reviews: table, pkey,
             # book index, TOAST table + index (no sequences yet on the old-sync staging)
-            assert guards.estimate_locks(conn, oids, side="target") == 6 + 5
-            capacity, how = guards.lock_capacity(conn)
+            assert privileges.locks_needed(cur, oids, writing=True) == 6 + 5
+            capacity, how = privileges.lock_capacity(cur), privileges.lock_settings(cur)
             cur.execute("SELECT current_setting('max_locks_per_transaction')::int")
             assert capacity >= cur.fetchone()[0] and "max_locks_per_transaction=" in how
     finally:
@@ -386,7 +386,7 @@ def test_lock_table_estimate_refuses_naming_the_setting(prod_and_staging, monkey
     before = snapshot(staging_dsn)
     # A server whose lock table is too small for this schema (the real one would need thousands of
     # tables to overflow; the estimate is real, only the capacity is shrunk).
-    monkeypatch.setattr(guards, "lock_capacity", lambda conn: (20, "max_locks_per_transaction=2 × (10 + 0)"))
+    monkeypatch.setattr(privileges, "lock_capacity", lambda cur: 20)
     with pytest.raises(DbSyncError, match=r"raise max_locks_per_transaction on the target"):
         sync_databases(prod_dsn, staging_dsn)
     assert snapshot(staging_dsn) == before
@@ -708,7 +708,7 @@ def test_sequence_feeding_a_text_column_mirrors_the_source(make_db):
     entry = [r for r in result["sequences_reset"] if r["sequence"] == "public.code_seq"]
     assert entry == [{"schema": "public", "table": "t", "column": "code", "sequence": "public.code_seq",
                       "kind": "default", "previous": 1, "value": 4, "action": "reset", "error": None,
-                      "note": "not an integer column: the source's position, no data floor"}]
+                      "note": "not a number column: the source's position, no data floor"}]
     execute(tgt, "INSERT INTO t DEFAULT VALUES")
     assert fetch(tgt, "SELECT code FROM t ORDER BY id DESC LIMIT 1") == [("X4",)]
 

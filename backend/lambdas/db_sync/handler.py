@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger
 
-from dbsync.config import endpoint_from_env, endpoints_from_env
+from dbsync.config import endpoint_from_env, endpoints_from_env, masking_key_from_env, rules_from_env
 from dbsync.errors import DbSyncError
 from dbsync.sequences import check_sequences, reset_sequences
 from dbsync.sync import sync_databases
@@ -72,8 +72,13 @@ def _sync(request: dict) -> dict:
     source, target = endpoints_from_env()
     logger.info("sync starting", extra={"source": source.describe(), "target": target.describe(),
                                         "tables": request["tables"], "dry_run": request["dry_run"]})
+    rules = rules_from_env()
+    if rules is None:
+        logger.warning("no masking rules (SYNC_RULES_FILE): rows travel unmasked")
     result = sync_databases(source, target, tables=request["tables"], dry_run=request["dry_run"],
-                            progress=_log_progress)
+                            progress=_log_progress, rules=rules, masking_key=masking_key_from_env())
+    if rules is None and result.get("masking", {}).get("uncovered"):
+        logger.warning("personal-data columns copied unmasked", extra={"columns": result["masking"]["uncovered"]})
     logger.info("sync finished", extra={
         "tables": len(result["tables"]), "rows": sum(t.get("rows", 0) for t in result["tables"]),
         "sequences_reset": len(result["sequences_reset"]), "timings": result["timings"],

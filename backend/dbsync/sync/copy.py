@@ -110,14 +110,18 @@ class CopyResult:
     format: str
 
 
-def copy_out_statement(table_ident: sql.Composable, columns: list[str], *, select: bool,
-                       binary: bool) -> sql.Composed:
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+def copy_out_statement(table_ident: sql.Composable, select_list: sql.Composable, *, partitioned: bool,
+                       binary: bool, query: bool = False, where: sql.Composable | None = None) -> sql.Composed:
+    """The source's COPY of `select_list` (in the order the target's COPY names the columns).
+    A query form (`COPY (SELECT …)`) for a partitioned table (its rows live in the partitions,
+    which a SELECT on it reads), for masking expressions (`query`) and for a `where` subset."""
     fmt = sql.SQL(" WITH (FORMAT binary)") if binary else sql.SQL("")
-    if select:
-        # A partitioned table: its rows live in the partitions, which a SELECT on it reads.
-        return sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT{}").format(cols, table_ident, fmt)
-    return sql.SQL("COPY {} ({}) TO STDOUT{}").format(table_ident, cols, fmt)
+    if not (partitioned or query or where is not None):
+        return sql.SQL("COPY {} ({}) TO STDOUT{}").format(table_ident, select_list, fmt)
+    # ONLY for a plain table: inheritance children are units of their own, as in COPY t TO.
+    source = table_ident if partitioned else sql.SQL("ONLY {}").format(table_ident)
+    condition = sql.SQL("") if where is None else sql.SQL(" WHERE ({})").format(where)
+    return sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(select_list, source, condition, fmt)
 
 
 def copy_in_statement(table_ident: sql.Composable, columns: list[str], *, binary: bool,

@@ -12,9 +12,8 @@ import os
 from dataclasses import dataclass
 
 import psycopg2
-from psycopg2 import sql
 
-from dbsync import catalog
+from dbsync.catalog import constraints, privileges
 from dbsync.errors import DbSyncError, pg_message
 
 # pg_try_advisory_xact_lock key shared by every db-sync process ("dbsync" in ASCII). Advisory
@@ -132,59 +131,16 @@ def take_sync_lock(target_conn) -> None:
 
 # -- lock table --------------------------------------------------------------------------------
 
-def lock_capacity(conn) -> tuple[int, str]:
-    """The lock table's size (catalog.lock_capacity) and the settings it comes from, for the message."""
-    with conn.cursor() as cur:
-        capacity = catalog.lock_capacity(cur)
-        cur.execute("SELECT current_setting('max_locks_per_transaction'), current_setting('max_connections'),"
-                    " current_setting('max_prepared_transactions')")
-        per_tx, conns, prepared = cur.fetchone()
-    return capacity, (f"max_locks_per_transaction={per_tx} × (max_connections={conns}"
-                      f" + max_prepared_transactions={prepared})")
-
-
-# `rels`: the tables given as an oid[] parameter plus, recursively, their partitions — every
-# relation a sync of those tables truncates and loads. Composed into the queries below and into
-# setaside's trigger and foreign-key queries, so all of them agree on that set.
-WITH_RELS = sql.SQL("""
-WITH RECURSIVE rels(oid) AS (
-    SELECT unnest(%s::oid[])
-  UNION
-    SELECT i.inhrelid FROM pg_inherits i JOIN rels r ON i.inhparent = r.oid
-    JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relispartition
-)""")
-
-
-# Everything one transaction locks when it truncates, loads and alters these relations: each
-# relation, its partitions, their indexes, TOAST tables and TOAST indexes, and the sequences the
-# columns use (the sequence-repair step locks them too).
-_TARGET_LOCKS_SQL = sql.SQL("""{with_rels}
-SELECT (SELECT count(*) FROM rels)
-     + (SELECT count(*) FROM pg_index x JOIN rels r ON x.indrelid = r.oid)
-     + (SELECT 2 * count(*) FROM pg_class c JOIN rels r ON c.oid = r.oid WHERE c.reltoastrelid <> 0)
-     + (SELECT count(DISTINCT d.objid) FROM pg_depend d JOIN rels r ON d.refobjid = r.oid
-        JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' WHERE d.classid = 'pg_class'::regclass)
-""").format(with_rels=WITH_RELS)
-
-_SOURCE_LOCKS_SQL = sql.SQL("""{with_rels}
-SELECT (SELECT count(*) FROM rels)
-     + (SELECT count(*) FROM pg_index x JOIN rels r ON x.indrelid = r.oid
-        JOIN pg_class c ON c.oid = r.oid WHERE c.relispartition OR c.relkind = 'p')
-""").format(with_rels=WITH_RELS)
-
 # Keep some of the shared lock table for everyone else using the server meanwhile.
 LOCK_HEADROOM = 0.9
 
 
-def estimate_locks(conn, table_oids: list[int], *, side: str) -> int:
-    with conn.cursor() as cur:
-        cur.execute(_TARGET_LOCKS_SQL if side == "target" else _SOURCE_LOCKS_SQL, (table_oids,))
-        return int(cur.fetchone()[0])
-
-
 def check_lock_budget(conn, table_oids: list[int], *, side: str, extra: int = 0) -> int:
-    needed = estimate_locks(conn, table_oids, side=side) + extra
-    capacity, how = lock_capacity(conn)
+    """Refuse a sync whose one transaction would hold more locks than the `side`'s lock table allows."""
+    with conn.cursor() as cur:
+        needed = privileges.locks_needed(cur, table_oids, writing=side == "target") + extra
+        capacity = privileges.lock_capacity(cur)
+        how = privileges.lock_settings(cur)
     if needed > capacity * LOCK_HEADROOM:
         raise DbSyncError(
             f"the sync would hold about {needed} locks on the {side} in one transaction (tables, indexes,"
@@ -195,32 +151,14 @@ def check_lock_budget(conn, table_oids: list[int], *, side: str, extra: int = 0)
 
 # -- ownership ---------------------------------------------------------------------------------
 
-_NOT_OWNED_SQL = sql.SQL("""{with_rels}, objs AS (
-    SELECT oid FROM rels
-  UNION
-    SELECT d.objid FROM pg_depend d JOIN rels r ON d.refobjid = r.oid
-    JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' WHERE d.classid = 'pg_class'::regclass
-  UNION
-    SELECT unnest(%s::oid[])
-)
-SELECT CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname), pg_get_userbyid(c.relowner)
-FROM objs JOIN pg_class c ON c.oid = objs.oid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE NOT pg_has_role(c.relowner, 'USAGE')
-ORDER BY 2
-""").format(with_rels=WITH_RELS)
-
-
 def check_ownership(target_conn, table_oids: list[int], sequence_oids: list[int]) -> None:
     """The sync truncates and alters the target's tables and sequences: its role must own them
     (or be a member of the owning role)."""
     with target_conn.cursor() as cur:
-        cur.execute(_NOT_OWNED_SQL, (table_oids, sequence_oids))
-        rows = cur.fetchall()
+        rows = privileges.not_ours(cur, table_oids, sequence_oids)
         if not rows:
             return
-        cur.execute("SELECT current_user")
-        me = cur.fetchone()[0]
+        me = privileges.current_user(cur)
     shown = ", ".join(f"{kind} {name} (owner {owner})" for kind, name, owner in rows[:10])
     more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
     raise DbSyncError(f"the target role {me} does not own {shown}{more}; the sync truncates and alters them,"
@@ -229,35 +167,22 @@ def check_ownership(target_conn, table_oids: list[int], sequence_oids: list[int]
 
 # -- row-level security -------------------------------------------------------------------------
 
-# Tables whose policies would apply to the current role (PostgreSQL's check_enable_rls): RLS on,
-# the role neither superuser nor BYPASSRLS, and either not the owner or the owner under FORCE.
-_RLS_APPLIES_SQL = """
-SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relforcerowsecurity, current_user
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid = ANY(%s) AND c.relrowsecurity
-  AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls))
-  AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
-ORDER BY 1
-"""
-
-
 def check_row_security(conn, table_oids: list[int], *, side: str) -> None:
     """Both sessions run with row_security = off (as pg_dump does), so a policy that applies makes
     the server raise instead of silently filtering rows; refuse up front, naming the tables,
     rather than half-way through the copy."""
     with conn.cursor() as cur:
-        cur.execute(_RLS_APPLIES_SQL, (table_oids,))
-        rows = cur.fetchall()
-    if not rows:
-        return
-    names = ", ".join(name for name, _, _ in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
-    me = rows[0][2]
+        names = privileges.row_security_applies(cur, table_oids)
+        if not names:
+            return
+        me = privileges.current_user(cur)
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     if side == "source":
-        raise DbSyncError(f"row-level security policies on {names} apply to the source role {me}, so it would"
+        raise DbSyncError(f"row-level security policies on {shown} apply to the source role {me}, so it would"
                           " read only the rows they show it: the source role must be allowed to bypass RLS"
                           " (the tables' owner without FORCE ROW LEVEL SECURITY, or a role with BYPASSRLS);"
                           " nothing was written")
-    raise DbSyncError(f"row-level security policies on {names} apply to the target role {me} (FORCE ROW LEVEL"
+    raise DbSyncError(f"row-level security policies on {shown} apply to the target role {me} (FORCE ROW LEVEL"
                       " SECURITY), so it cannot load and count their rows: give it BYPASSRLS or ALTER TABLE"
                       " … NO FORCE ROW LEVEL SECURITY; nothing was written")
 
@@ -272,30 +197,11 @@ def row_security_hint(exc) -> str:
 
 # -- foreign keys from outside the synced set ---------------------------------------------------
 
-_OUTSIDE_FKS_SQL = sql.SQL("""{with_rels}
-SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname), quote_ident(con.conname),
-       quote_ident(rn.nspname) || '.' || quote_ident(r.relname)
-FROM pg_constraint con
-JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_class r ON r.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
-WHERE con.contype = 'f' AND con.confrelid IN (SELECT oid FROM rels)
-  AND con.conrelid NOT IN (SELECT oid FROM rels)
-ORDER BY 1, 2
-""").format(with_rels=WITH_RELS)
-
-
-def outside_references(conn, table_oids: list[int]) -> list[str]:
-    """Foreign keys from tables outside the set into it, as `referencing (constraint) → referenced`."""
-    with conn.cursor() as cur:
-        cur.execute(_OUTSIDE_FKS_SQL, (table_oids,))
-        return [f"{a} ({con}) references {b}" for a, con, b in cur.fetchall()]
-
-
 def check_no_outside_references(source_conn, source_oids, target_conn, target_oids) -> None:
     found = []
     for side, conn, oids in (("source", source_conn, source_oids), ("target", target_conn, target_oids)):
-        for ref in outside_references(conn, oids):
-            found.append(f"{ref} on the {side}")
+        with conn.cursor() as cur:
+            found += [f"{ref} on the {side}" for ref in constraints.outside_references(cur, oids)]
     if found:
         raise DbSyncError("tables outside the synced set have foreign keys into it: " + "; ".join(found)
                           + " — add those tables with --table (or sync everything)")

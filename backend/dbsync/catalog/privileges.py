@@ -1,0 +1,133 @@
+"""What the current role may do, and how many locks a transaction may hold, read from pg_catalog."""
+
+from __future__ import annotations
+
+from psycopg2 import sql
+
+from dbsync.catalog.query import WITH_RELS
+
+# Roles that may INSERT into a table: through a table grant or a grant on any of its columns
+# (both count; a column grant does not hide the table's). The owner needs no grant.
+_INSERT_GRANTEES = """
+SELECT c.oid, CASE WHEN g.grantee = 0 THEN NULL ELSE pg_get_userbyid(g.grantee) END
+FROM pg_class c, LATERAL aclexplode(c.relacl) g
+WHERE c.oid = ANY (%(oids)s) AND g.privilege_type = 'INSERT' AND g.grantee <> c.relowner
+UNION
+SELECT c.oid, CASE WHEN g.grantee = 0 THEN NULL ELSE pg_get_userbyid(g.grantee) END
+FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped,
+     LATERAL aclexplode(a.attacl) g
+WHERE c.oid = ANY (%(oids)s) AND g.privilege_type = 'INSERT' AND g.grantee <> c.relowner
+"""
+
+
+def insert_grantees(cur, table_oids: list[int]) -> dict[int, list[str | None]]:
+    """table oid → roles that may INSERT into it (None = PUBLIC), sorted: they need USAGE on a
+    sequence that the table's default calls, or their next INSERT fails."""
+    cur.execute(_INSERT_GRANTEES, {"oids": list(table_oids)})
+    out: dict[int, list[str | None]] = {}
+    for oid, who in cur.fetchall():
+        out.setdefault(oid, []).append(who)
+    return {oid: sorted(set(ws), key=lambda w: w or "") for oid, ws in out.items()}
+
+
+def lacking_usage(cur, pairs: list[tuple[str, int]]) -> list[bool]:
+    """For each (role, sequence oid): True when the role has no USAGE on the sequence."""
+    cur.execute("SELECT NOT has_sequence_privilege(u.role, u.seq, 'USAGE')"
+                " FROM unnest(%s::text[], %s::oid[]) WITH ORDINALITY AS u(role, seq, i) ORDER BY u.i",
+                ([role for role, _ in pairs], [oid for _, oid in pairs]))
+    return [row[0] for row in cur.fetchall()]
+
+
+def current_user(cur) -> str:
+    cur.execute("SELECT current_user")
+    return cur.fetchone()[0]
+
+
+# -- ownership -----------------------------------------------------------------------------------
+
+_NOT_OURS = sql.SQL("""{with_rels}, objs AS (
+    SELECT oid FROM rels
+  UNION
+    SELECT d.objid FROM pg_depend d JOIN rels r ON d.refobjid = r.oid
+    JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' WHERE d.classid = 'pg_class'::regclass
+  UNION
+    SELECT unnest(%s::oid[])
+)
+SELECT CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname), pg_get_userbyid(c.relowner)
+FROM objs JOIN pg_class c ON c.oid = objs.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT pg_has_role(c.relowner, 'USAGE')
+ORDER BY 2
+""").format(with_rels=WITH_RELS)
+
+
+def not_ours(cur, table_oids: list[int], sequence_oids: list[int]) -> list[tuple[str, str, str]]:
+    """(kind, name, owner) of each of the tables (with their partitions and sequences) and
+    sequences the current role does not own (nor is a member of the owner)."""
+    cur.execute(_NOT_OURS, (table_oids, sequence_oids))
+    return cur.fetchall()
+
+
+# -- row-level security --------------------------------------------------------------------------
+
+# Tables whose policies would apply to the current role (PostgreSQL's check_enable_rls): RLS on,
+# the role neither superuser nor BYPASSRLS, and either not the owner or the owner under FORCE.
+_RLS_APPLIES = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY(%s) AND c.relrowsecurity
+  AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls))
+  AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+ORDER BY 1
+"""
+
+
+def row_security_applies(cur, table_oids: list[int]) -> list[str]:
+    """The tables among these whose row-level security policies apply to the current role."""
+    cur.execute(_RLS_APPLIES, (table_oids,))
+    return [name for (name,) in cur.fetchall()]
+
+
+# -- locks ---------------------------------------------------------------------------------------
+
+def lock_capacity(cur) -> int:
+    """Entries of the shared lock table: max_locks_per_transaction × (max_connections +
+    max_prepared_transactions). One transaction may use more than its share, but not all."""
+    cur.execute(
+        "SELECT current_setting('max_locks_per_transaction')::int"
+        " * (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int)"
+    )
+    return int(cur.fetchone()[0])
+
+
+def lock_settings(cur) -> str:
+    """The settings the lock table's size comes from, for messages."""
+    cur.execute("SELECT current_setting('max_locks_per_transaction'), current_setting('max_connections'),"
+                " current_setting('max_prepared_transactions')")
+    per_tx, conns, prepared = cur.fetchone()
+    return f"max_locks_per_transaction={per_tx} × (max_connections={conns} + max_prepared_transactions={prepared})"
+
+
+# Everything one transaction locks when it truncates, loads and alters these relations: each
+# relation, its partitions, their indexes, TOAST tables and TOAST indexes, and the sequences the
+# columns use (the sequence-repair step locks them too).
+_WRITE_LOCKS = sql.SQL("""{with_rels}
+SELECT (SELECT count(*) FROM rels)
+     + (SELECT count(*) FROM pg_index x JOIN rels r ON x.indrelid = r.oid)
+     + (SELECT 2 * count(*) FROM pg_class c JOIN rels r ON c.oid = r.oid WHERE c.reltoastrelid <> 0)
+     + (SELECT count(DISTINCT d.objid) FROM pg_depend d JOIN rels r ON d.refobjid = r.oid
+        JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' WHERE d.classid = 'pg_class'::regclass)
+""").format(with_rels=WITH_RELS)
+
+# Reading locks each relation, and the indexes of partitioned tables and partitions.
+_READ_LOCKS = sql.SQL("""{with_rels}
+SELECT (SELECT count(*) FROM rels)
+     + (SELECT count(*) FROM pg_index x JOIN rels r ON x.indrelid = r.oid
+        JOIN pg_class c ON c.oid = r.oid WHERE c.relispartition OR c.relkind = 'p')
+""").format(with_rels=WITH_RELS)
+
+
+def locks_needed(cur, table_oids: list[int], *, writing: bool) -> int:
+    """The locks one transaction takes to read (`writing=False`) or to rewrite these tables."""
+    cur.execute(_WRITE_LOCKS if writing else _READ_LOCKS, (table_oids,))
+    return int(cur.fetchone()[0])

@@ -1,0 +1,63 @@
+"""Tables, their columns and partitions, read from pg_catalog; and read_catalog(), the whole
+picture of one database the sync compares with the other's."""
+
+from __future__ import annotations
+
+from psycopg2 import sql
+
+from dbsync.catalog.constraints import keys
+from dbsync.catalog.models import Catalog, Column, Table
+from dbsync.catalog.query import USER_SCHEMA, fetch, qualified_names
+from dbsync.catalog.sequences import read_feeds, read_sequences
+
+_TABLES = sql.SQL("""
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.relispartition, pg_get_userbyid(c.relowner),
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND {user_schema}
+""").format(user_schema=USER_SCHEMA)
+
+_COLUMNS = sql.SQL("""
+SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.attnotnull,
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END, a.attgenerated, a.attidentity
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND a.attnum > 0 AND NOT a.attisdropped
+  AND {user_schema}
+ORDER BY a.attrelid, a.attnum
+""").format(user_schema=USER_SCHEMA)
+
+_PARTITION_ROOTS = """
+WITH RECURSIVE tree(child, root) AS (
+    SELECT i.inhrelid, i.inhparent FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+    WHERE p.relkind = 'p' AND NOT p.relispartition
+  UNION ALL
+    SELECT i.inhrelid, t.root FROM pg_inherits i JOIN tree t ON i.inhparent = t.child
+)
+SELECT cn.nspname, c.relname, rn.nspname, r.relname
+FROM tree JOIN pg_class c ON c.oid = tree.child JOIN pg_namespace cn ON cn.oid = c.relnamespace
+JOIN pg_class r ON r.oid = tree.root JOIN pg_namespace rn ON rn.oid = r.relnamespace
+"""
+
+
+def read_tables(cur) -> dict[int, Table]:
+    """oid → every plain and partitioned table of the user schemas, with its columns."""
+    tables = {row[0]: Table(*row) for row in fetch(cur, _TABLES)}
+    for relid, name, typ, typid, notnull, default, generated, identity in fetch(cur, _COLUMNS):
+        tables[relid].columns[name] = Column(name, typ, typid, notnull, default, generated, identity)
+    return tables
+
+
+def read_catalog(conn) -> Catalog:
+    """Tables, columns, sequences and sequence feeds of every user schema, in a few queries,
+    with names qualified (see qualified_names)."""
+    with conn.cursor() as cur, qualified_names(cur):
+        tables = {t.key: t for t in read_tables(cur).values()}
+        roots = {(cs, cn): (rs, rn) for cs, cn, rs, rn in fetch(cur, _PARTITION_ROOTS)}
+        feeds = read_feeds(cur)
+        by_oid = read_sequences(cur, user_schemas=True)
+        table_keys = keys(cur)
+    # A feed's sequence may sit in a schema the user-schema filter leaves out; it counts all the same.
+    by_oid.update({f.sequence.oid: f.sequence for f in feeds})
+    return Catalog(tables, {s.key: s for s in by_oid.values()}, feeds, roots, table_keys)

@@ -1,0 +1,83 @@
+"""The masking services behind `db-sync check-rules` and `db-sync mask`."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg2
+
+from dbsync.catalog import read_catalog
+from dbsync.compare import quote_ident
+from dbsync.config import endpoint_from_env
+from dbsync.errors import DbSyncError, pg_message
+from dbsync.masking import plan as masking
+from dbsync.masking.inplace import mask_in_place, plan_in_place
+from dbsync.masking.key import MaskingKey
+from dbsync.masking.rules import Rules
+from dbsync.sync import guards
+from dbsync.sync.sessions import abandon, close, open_session
+
+
+def rules_report(conn, rules: Rules) -> dict:
+    """{ok, columns: [{table, column, rule}]}: each column's rule, `uncovered` (the gate would
+    refuse the sync) or `as is`. A rules file that does not fit the database raises."""
+    catalog = read_catalog(conn)
+    conn.rollback()
+    keys = {t.key for t in catalog.tables.values() if not t.is_partition}
+    plan = masking.bind(rules, catalog, keys)
+    uncovered = {(u.table, u.column) for u in plan.uncovered}
+    columns = []
+    for key in sorted(keys):
+        table = catalog.tables[key]
+        rule = rules.tables.get(f"{table.schema}.{table.name}") or rules.tables.get(table.label)
+        for name in table.columns:
+            if (table.label, name) in uncovered:
+                text = "uncovered"
+            elif rule and not rule.copy_rows:
+                text = "rows: none"
+            elif rule and name in rule.columns:
+                text = rule.columns[name].describe()
+            else:
+                text = "as is"
+            columns.append({"table": table.label, "column": quote_ident(name), "rule": text})
+    return {"ok": not uncovered, "rules": rules.origin, "columns": columns}
+
+
+def _refuse_if_source(conn) -> None:
+    """`mask` rewrites what it is pointed at: never the configured source (prod)."""
+    if not (os.environ.get("SOURCE_DATABASE_URL") or os.environ.get("SOURCE_DB_SECRET_ARN")):
+        return
+    source = endpoint_from_env("source").connect(role="source", options="-c default_transaction_read_only=on")
+    try:
+        if guards.same_database(guards.server_identity(source), guards.server_identity(conn)):
+            raise DbSyncError("refusing to mask the configured source database (SOURCE_*): db-sync mask rewrites"
+                              " the database it is given, which must be a copy")
+    finally:
+        source.close()
+
+
+def mask_database(dsn: str, rules: Rules, key: MaskingKey | None, *, dry_run: bool = False) -> dict:
+    """Mask the database at `dsn` in place, in one transaction; the target's guards apply."""
+    conn = open_session(dsn, "target", options=key.startup_options() if key else None)
+    try:
+        guards.check_target_allowed(conn)
+        _refuse_if_source(conn)
+        guards.take_sync_lock(conn)
+        plan = plan_in_place(conn, rules)
+        if plan.keyed and key is None:
+            raise DbSyncError(f"the {rules.origin} uses keyed strategies (email, name, phone, hash) but no masking"
+                              " key is set: set SYNC_MASKING_KEY or SYNC_MASKING_KEY_SECRET_ARN; nothing was changed")
+        tables = mask_in_place(conn, plan, dry_run=dry_run)
+        if dry_run:
+            conn.rollback()
+        else:
+            conn.commit()
+        return {"dry_run": dry_run, "rules": rules.origin, "tables": tables}
+    except psycopg2.Error as exc:
+        abandon(conn)
+        raise DbSyncError(f"masking failed: {pg_message(exc)}; nothing was changed") from None
+    except BaseException:
+        abandon(conn)
+        raise
+    finally:
+        close(conn)

@@ -1,0 +1,46 @@
+"""The masking key: from SYNC_MASKING_KEY or the SYNC_MASKING_KEY_SECRET_ARN secret, handed to
+the server out of band.
+
+The key never appears in SQL text (a failed or cancelled statement's text goes to the server's
+log, and pg_stat_activity shows running ones): it travels in the connection's startup packet as
+the custom setting `dbsync.mask_key` (hex, so that no character needs quoting in libpq's
+`options`), and the strategies read it with current_setting(). It never appears in a log, an
+error or a result either: MaskingKey's repr hides it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dbsync.errors import DbSyncError
+from dbsync.masking.rules import KEY_SETTING
+
+
+@dataclass(frozen=True)
+class MaskingKey:
+    value: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.value:
+            raise DbSyncError("the masking key is empty")
+
+    def startup_options(self) -> str:
+        """libpq `options` that set the key for the session (the only place it is written)."""
+        return f"-c {KEY_SETTING}={self.value.hex()}"
+
+
+def key_from(text: str | None = None, secret_arn: str | None = None) -> MaskingKey | None:
+    """The key given as text, or read from a Secrets Manager secret (its whole value); None
+    when neither is set. Surrounding whitespace is dropped (a secret written from a file often
+    ends in a newline)."""
+    if text and secret_arn:
+        raise DbSyncError("both SYNC_MASKING_KEY and SYNC_MASKING_KEY_SECRET_ARN are set; set only one")
+    if secret_arn:
+        from dbsync.secrets import fetch_secret
+
+        text = fetch_secret(secret_arn)
+        if not text.strip():
+            raise DbSyncError(f"secret {secret_arn} (the masking key) is empty")
+    if not text or not text.strip():
+        return None
+    return MaskingKey(text.strip().encode())

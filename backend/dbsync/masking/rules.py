@@ -1,0 +1,188 @@
+"""The rules file: which columns are masked how, which rows travel, read with yaml.safe_load.
+
+    tables:
+      public.users:
+        columns:
+          email: email
+          name: name
+      public.audit_log:
+        rows: none
+    personal_data:          # optional: more column-name patterns for the gate (regular expressions)
+      - "^nickname$"
+
+Everything about the file's shape is checked here, with the file's name; what the rules say
+about a database (tables and columns that exist, types that fit) is checked by
+dbsync.masking.plan against its catalog.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from dbsync.errors import DbSyncError
+from dbsync.masking.fragments import FragmentError, check_expression
+
+# Strategies a column can name, in the docs' order; `null` is written as YAML's null.
+STRATEGIES = ("email", "name", "phone", "hash", "redact", "null", "keep", "value", "sql")
+KEYED = frozenset({"email", "name", "phone", "hash"})
+_TABLE_KEYS = {"columns", "rows", "where"}
+# The masking key reaches SQL only through this setting; a fragment must never read it.
+KEY_SETTING = "dbsync.mask_key"
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    strategy: str
+    value: object = None  # for `value`
+    sql: str | None = None  # for `sql`
+
+    def describe(self) -> str:
+        if self.strategy == "value":
+            return f"value {self.value!r}"
+        if self.strategy == "sql":
+            return f"sql {self.sql}"
+        return self.strategy
+
+
+@dataclass
+class TableRule:
+    columns: dict[str, ColumnRule] = field(default_factory=dict)
+    copy_rows: bool = True  # False: `rows: none`
+    where: str | None = None
+
+
+@dataclass
+class Rules:
+    tables: dict[str, TableRule]  # keyed as --table takes them: schema.table
+    personal_data: list[re.Pattern] = field(default_factory=list)
+    origin: str = "rules"  # the file's name, for messages
+
+    @property
+    def keyed(self) -> bool:
+        return any(c.strategy in KEYED for t in self.tables.values() for c in t.columns.values())
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, refusing a key given twice in one mapping (YAML would keep the last silently,
+    dropping a rule someone wrote)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"{key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class RulesError(DbSyncError):
+    """A rules file that cannot be used: one line naming the file and what is wrong."""
+
+
+def _column_rule(where: str, raw) -> tuple[ColumnRule | None, str | None]:
+    if raw is None:
+        return ColumnRule("null"), None
+    if isinstance(raw, str):
+        if raw in ("value", "sql", "null") or raw not in STRATEGIES:
+            return None, f"{where}: unknown strategy {raw!r} (one of {', '.join(STRATEGIES[:7])}, {{value: X}}," \
+                         " {sql: EXPR}, or null)"
+        return ColumnRule(raw), None
+    if isinstance(raw, dict) and len(raw) == 1 and "value" in raw:
+        if isinstance(raw["value"], dict | list):
+            return None, f"{where}: value must be a scalar"
+        return ColumnRule("value", value=raw["value"]), None
+    if isinstance(raw, dict) and len(raw) == 1 and "sql" in raw:
+        return _fragment(where, "sql", raw["sql"], lambda text: ColumnRule("sql", sql=text))
+    return None, f"{where}: a strategy is a name, null, {{value: X}} or {{sql: EXPR}}, not {raw!r}"
+
+
+def _fragment(where: str, kind: str, text, make):
+    if not isinstance(text, str):
+        return None, f"{where}: {kind} must be a string"
+    try:
+        check_expression(text)
+    except FragmentError as exc:
+        return None, f"{where}: {kind} {text!r} is not one expression: it has {exc}"
+    if KEY_SETTING in text.lower():
+        return None, f"{where}: {kind} must not read the masking key"
+    return make(text), None
+
+
+def _table_rule(name: str, raw) -> tuple[TableRule, list[str]]:
+    problems: list[str] = []
+    rule = TableRule()
+    if not isinstance(raw, dict):
+        return rule, [f"{name}: expected columns, rows or where"]
+    for key in sorted(set(raw) - _TABLE_KEYS):
+        problems.append(f"{name}: unknown key {key!r} (columns, rows, where)")
+    columns = raw.get("columns") or {}
+    if not isinstance(columns, dict):
+        problems.append(f"{name}: columns must map column names to strategies")
+        columns = {}
+    for column, strategy in columns.items():
+        made, problem = _column_rule(f"{name}.{column}", strategy)
+        if problem:
+            problems.append(problem)
+        else:
+            rule.columns[str(column)] = made
+    rows = raw.get("rows", "all")
+    if rows not in ("all", "none"):
+        problems.append(f"{name}: rows is 'none' (copy no rows) or 'all', not {rows!r}")
+    rule.copy_rows = rows != "none"
+    if "where" in raw:
+        if not rule.copy_rows:
+            problems.append(f"{name}: rows: none and where: exclude each other")
+        rule.where, problem = _fragment(name, "where", raw["where"], lambda text: text)
+        if problem:
+            problems.append(problem)
+    return rule, problems
+
+
+def parse_rules(data, origin: str = "rules") -> Rules:
+    """Rules from the file's parsed YAML; RulesError listing every problem of shape."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict) or set(data) - {"tables", "personal_data"}:
+        raise RulesError(f"{origin}: expected a mapping with `tables` (and optionally `personal_data`)")
+    tables_raw = data.get("tables") or {}
+    if not isinstance(tables_raw, dict):
+        raise RulesError(f"{origin}: `tables` must map schema.table names to their rules")
+    problems: list[str] = []
+    tables: dict[str, TableRule] = {}
+    for name, raw in tables_raw.items():
+        if not isinstance(name, str) or name.count(".") < 1:
+            problems.append(f"table key {name!r} must be schema.table")
+            continue
+        tables[name], found = _table_rule(name, raw)
+        problems += found
+    patterns = []
+    for text in data.get("personal_data") or []:
+        try:
+            patterns.append(re.compile(str(text), re.IGNORECASE))
+        except re.error as exc:
+            problems.append(f"personal_data pattern {text!r} is not a regular expression ({exc})")
+    if problems:
+        raise RulesError(f"{origin}: " + "; ".join(problems))
+    return Rules(tables, patterns, origin)
+
+
+def load_rules(path: str | Path) -> Rules:
+    """The rules file at `path`; RulesError (one line: the file, the line, what is wrong)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError(f"cannot read rules file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RulesError(f"rules file {path}{where}: {problem}") from None
+    return parse_rules(data, origin=f"rules file {path}")

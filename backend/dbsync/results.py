@@ -1,0 +1,111 @@
+"""The shapes of what the engine and the sync return: plain JSON-ready dicts, typed.
+
+The CLI prints them as JSON, the API and the Lambda return them; the keys are part of the
+interface (see docs/sequences.md and docs/sync.md).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, get_args
+
+from typing_extensions import TypedDict
+
+Action = Literal["reset", "unchanged", "default_restored", "sequence_created", "error"]
+ACTIONS: tuple[Action, ...] = get_args(Action)
+FeedKind = Literal["serial", "identity", "default", "created"]
+
+
+class SequenceResult(TypedDict):
+    """One sequence-fed column: what its next INSERT would have got and gets now."""
+
+    schema: str
+    table: str
+    column: str
+    sequence: str  # schema-qualified, quoted as PostgreSQL quotes it
+    kind: FeedKind
+    previous: int | None  # None: the next INSERT would have failed
+    value: int | None  # None when action is error
+    action: Action
+    error: str | None
+    note: NotRequired[str]  # why the rule differs for this column (no data floor)
+
+
+class SequenceProblem(TypedDict, total=False):
+    """A column check-sequences flags; the engine's fields where it planned the column."""
+
+    schema: str
+    table: str
+    column: str
+    sequence: str
+    kind: FeedKind
+    previous: int | None
+    value: int | None
+    action: Action
+    error: str | None
+    note: str
+    problem: str
+
+
+class SchemaChange(TypedDict):
+    """One DDL change the sync made so the target's sequences, defaults and identity match the source's."""
+
+    object: str
+    action: Literal["identity_mode_set", "sequence_altered", "identity_restored", "identity_dropped",
+                    "sequence_created", "owned_by_set", "default_restored", "default_replaced"]
+    detail: str | None
+
+
+class TableCopied(TypedDict):
+    table: str
+    rows: int
+    bytes: int
+    seconds: float
+    format: Literal["binary", "text"]
+
+
+class TablePlanned(TypedDict):
+    """A table as a dry run reports it."""
+
+    table: str
+    columns: int
+    format: Literal["binary", "text"]
+
+
+class TableValidated(TypedDict):
+    table: str
+    source_rows: int
+    target_rows: int
+    ok: bool
+
+
+class Validation(TypedDict):
+    ok: bool
+    tables: list[TableValidated]
+
+
+class SetAside(TypedDict):
+    triggers: int
+    foreign_keys: int
+    indexes: int
+
+
+class MaskingReport(TypedDict):
+    rules: str | None  # the rules file, or None: nothing masked
+    masked_columns: list[str]
+    empty_tables: list[str]  # `rows: none`
+    uncovered: list[str]  # personal-data columns no rule covers (a refusal when rules are in effect)
+
+
+class SyncReport(TypedDict):
+    ok: bool
+    dry_run: bool
+    source: str  # where, never a password
+    target: str
+    tables: list[TableCopied] | list[TablePlanned]
+    validation: Validation
+    schema_changes: list[SchemaChange]
+    sequences_reset: list[SequenceResult]
+    timings: dict[str, float]  # seconds per phase, and total
+    masking: NotRequired[MaskingReport]
+    set_aside: NotRequired[SetAside]  # a real run
+    source_positions: NotRequired[dict[str, int | None]]  # a dry run

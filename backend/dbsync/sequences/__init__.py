@@ -1,0 +1,104 @@
+"""The sequence engine: plan and apply repairs so that the next INSERT on every table succeeds
+and lands right after the data.
+
+The plan reads the catalogs (dbsync.catalog), the data's extremes and each sequence's state in a
+few set-based queries (chunked so no transaction holds more locks than the lock table allows),
+then decides per sequence. Rules:
+- the next value clears every column the sequence feeds (shared sequences), including rows in
+  partitions and inheritance children (a max() over a parent covers them); integer, numeric and
+  float columns count (NaN, ±Infinity and values beyond bigint never meet a sequence value);
+- ascending sequences go past the largest value, descending ones below the smallest; an empty
+  table's sequence goes to START; START, MINVALUE, MAXVALUE and INCREMENT are honoured, and a value
+  beyond the bounds (or the column type) is an error for that sequence, found while planning;
+- standalone, a sequence already ahead of its data is left where it is (values may have been handed
+  out) unless exact=True; `positions` (the sync: the source's next values) replaces START as the
+  floor, and with exact=True the sequence mirrors it, floored at the data. A column with no order
+  to compare (`'X' || nextval('s')`) is moved only to a position it is given;
+- a column that owns a sequence but lost its default gets it back; an integer primary key with no
+  default at all gets a serial-style sequence (create_missing);
+- a wrapped CYCLE sequence keeps its position unless that value is taken; row-level security is
+  off for the reads, so a policy that would hide rows is an error, never a short max().
+check_sequences flags less than reset_sequences would change: only what fails or collides (see
+dbsync.sequences.check).
+
+Modules: `session` (the connection's two modes, chunked reads), `plan` (reads and decisions),
+`apply` (DDL and moves), `check` (the CI gate), `names` (serial sequence names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import psycopg2
+
+from dbsync.catalog import TableKey
+from dbsync.catalog import sequences as seqcat
+from dbsync.errors import DbSyncError
+from dbsync.results import ACTIONS, SequenceResult
+from dbsync.sequences.apply import apply
+from dbsync.sequences.check import check_sequences
+from dbsync.sequences.names import serial_name
+from dbsync.sequences.plan import SequencePlan, plan
+from dbsync.sequences.session import EngineSession
+
+__all__ = ["ACTIONS", "check_sequences", "plan_sequences", "read_positions", "reset_sequences", "serial_name"]
+
+
+def _results(plans: Iterable[SequencePlan]) -> list[SequenceResult]:
+    out = [it.result() for sp in plans for it in sp.items]
+    out.sort(key=lambda d: (d["schema"], d["table"], d["column"]))
+    return out
+
+
+def plan_sequences(conn, *, schemas: list[str] | None = None, tables: Iterable[TableKey] | None = None,
+                   exact: bool = False, create_missing: bool = True, positions: dict[str, int] | None = None,
+                   in_transaction: bool | None = None) -> list[SequenceResult]:
+    """What reset_sequences would do, changing nothing."""
+    return reset_sequences(conn, dry_run=True, schemas=schemas, tables=tables, exact=exact,
+                           create_missing=create_missing, positions=positions, in_transaction=in_transaction)
+
+
+def reset_sequences(conn, *, dry_run: bool = False, schemas: list[str] | None = None,
+                    tables: Iterable[TableKey] | None = None, exact: bool = False,
+                    create_missing: bool = True, positions: dict[str, int] | None = None,
+                    in_transaction: bool | None = None) -> list[SequenceResult]:
+    """Repair every sequence-fed column; one result per column (see the module docstring).
+
+    `schemas` / `tables` ((schema, table) pairs) limit the work to the sequences feeding those
+    tables (each with every column it feeds). in_transaction=None detects the mode: a connection
+    inside a transaction is the caller's transaction (nothing is committed, sequences move
+    transactionally); an idle one is standalone.
+    """
+    session = EngineSession(conn, in_transaction)
+    try:
+        plans = plan(session, schemas=schemas, tables=None if tables is None else set(tables), exact=exact,
+                     create_missing=create_missing, positions=positions)
+        if not dry_run:
+            apply(session, plans)
+        elif not session.in_transaction:
+            conn.rollback()
+        return _results(plans)
+    except psycopg2.Error as exc:
+        if not session.in_transaction:
+            conn.rollback()
+        raise DbSyncError(f"sequence repair failed: {session.explain(exc)}") from None
+    finally:
+        session.close()
+
+
+def read_positions(conn, *, schemas: list[str] | None = None, tables: Iterable[TableKey] | None = None,
+                   in_transaction: bool | None = None) -> dict[str, int]:
+    """The next value of each sequence feeding a column (of `tables`, if given), keyed like the
+    results' `sequence`: what the sync passes back as `positions`. Runs in the caller's
+    transaction if there is one (the sync's source snapshot)."""
+    session = EngineSession(conn, in_transaction)
+    try:
+        feeds = seqcat.read_feeds(session.cur, schemas, None if tables is None else set(tables))
+        sequences = list({f.sequence.oid: f.sequence for f in feeds}.values())
+        unreadable = [s.label for s in sequences if not s.can_read]
+        if unreadable:
+            raise DbSyncError(f"needs SELECT on sequence(s) {', '.join(unreadable[:5])}")
+        positions = seqcat.read_positions(session.cur, sequences)
+        return {label: value for label, value in positions.items() if value is not None}
+    finally:
+        session.close()

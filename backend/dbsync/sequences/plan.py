@@ -1,0 +1,305 @@
+"""The plan: for each sequence, where its next value must be so that the next INSERT on every
+column it feeds succeeds and lands right after the data (rules in the package docstring)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from psycopg2 import sql
+
+from dbsync.catalog import SEQUENCE_COMPARABLE_TYPES, Feed, MissingKey, Sequence, TableKey, qualified
+from dbsync.catalog import sequences as seqcat
+from dbsync.catalog.models import UNBOUNDED_TYPES
+from dbsync.results import Action, SequenceResult
+from dbsync.sequences.names import serial_name
+from dbsync.sequences.session import EngineSession, run_chunked, run_parallel
+
+SEQUENCE_TYPES = {"int2": "smallint", "int4": "integer", "int8": "bigint"}
+NO_FLOOR_NOTE = "not a number column: the source's position, no data floor"
+
+
+@dataclass
+class PlanItem:
+    feed: Feed
+    sequence: Sequence
+    previous: int | None = None
+    value: int | None = None
+    action: Action = "unchanged"
+    error: str | None = None
+    create: MissingKey | None = None  # a new (or reused) serial-style sequence for this column
+    restore_default: bool = False
+
+    def result(self) -> SequenceResult:
+        f = self.feed
+        out = SequenceResult(schema=f.schema, table=f.table, column=f.column, sequence=self.sequence.label,
+                             kind=f.kind, previous=self.previous, value=self.value, action=self.action,
+                             error=self.error)
+        if not f.comparable:
+            out["note"] = NO_FLOOR_NOTE
+        return out
+
+
+@dataclass
+class SequencePlan:
+    sequence: Sequence
+    items: list[PlanItem] = field(default_factory=list)
+    current_next: int | None = None
+    extreme: int | None = None  # largest (ascending) or smallest (descending) value in the data
+    value: int | None = None
+    move: bool = False
+    probe: bool = False  # a wrapped CYCLE sequence: check its next value is free
+    error: str | None = None
+
+    def fail(self, message: str) -> None:
+        self.error = self.error or message
+        for it in self.items:
+            it.action, it.error, it.value = "error", it.error or message, None
+
+    @property
+    def ascending(self) -> bool:
+        return self.sequence.increment > 0
+
+
+# -- reading what the decision needs ---------------------------------------------------------------
+
+def _extreme_expression(sp: SequencePlan, f: Feed) -> sql.Composable:
+    agg = sql.SQL("max" if sp.ascending else "min")
+    if f.base_type not in UNBOUNDED_TYPES:
+        return sql.SQL("{}({})").format(agg, sql.Identifier(f.column))
+    # NaN, ±Infinity and values beyond bigint can never collide with a sequence value.
+    return sql.SQL("{agg}({col}) FILTER (WHERE {col} BETWEEN {lo} AND {hi})").format(
+        agg=agg, col=sql.Identifier(f.column), lo=sql.Literal(-(2**63)), hi=sql.Literal(2**63 - 1))
+
+
+def read_extremes(session: EngineSession, plans: list[SequencePlan]) -> None:
+    """Largest (ascending) / smallest (descending) value over every column of each sequence."""
+    work = []
+    for sp in plans:
+        if sp.error:
+            continue
+        seen_tables = {it.feed.table_oid for it in sp.items}
+        for it in sp.items:
+            f = it.feed
+            if f.comparable and not any(a in seen_tables for a in f.ancestors):  # a parent's max() covers a child
+                work.append((sp, f))
+
+    def query(cur, chunk):
+        cur.execute(sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {}::int, {}::numeric FROM {}").format(
+                sql.Literal(i), _extreme_expression(sp, f), qualified(f.schema, f.table))
+            for i, (sp, f) in enumerate(chunk)))
+        return cur.fetchall()
+
+    def merge(chunk, rows):
+        for i, v in rows:
+            if v is None:
+                continue
+            sp, _ = chunk[i]
+            # A fractional extreme rounds towards the data: extreme + increment is then the
+            # first whole value past it.
+            if sp.ascending:
+                v = math.floor(v)
+                sp.extreme = v if sp.extreme is None else max(sp.extreme, v)
+            else:
+                v = math.ceil(v)
+                sp.extreme = v if sp.extreme is None else min(sp.extreme, v)
+
+    def fail(w, msg):
+        w[0].fail(f"cannot read {w[1].table_label}.{w[1].column}: {msg}")
+
+    run_parallel(session, work, lambda w: w[1].lock_cost, query, merge, fail)
+
+
+def read_states(session: EngineSession, plans: list[SequencePlan]) -> None:
+    """Where each sequence stands: the value its next nextval() returns."""
+    work = [sp for sp in plans if sp.sequence.exists and not sp.error]
+
+    def query(cur, chunk):
+        return list(enumerate(seqcat.position_states(cur, [sp.sequence for sp in chunk])))
+
+    def merge(chunk, rows):
+        for i, (last, called) in rows:
+            sp = chunk[i]
+            if last is None:
+                sp.fail(f"permission denied: cannot read sequence {sp.sequence.label}")
+            else:
+                sp.current_next = seqcat.next_value(sp.sequence, last, called)
+
+    run_chunked(session, work, lambda sp: 1, query, merge,
+                lambda sp, msg: sp.fail(f"cannot read sequence {sp.sequence.label}: {msg}"))
+
+
+# -- deciding --------------------------------------------------------------------------------------
+
+def _target_value(sp: SequencePlan, *, exact: bool, positions: dict[str, int] | None) -> int:
+    seq = sp.sequence
+    floor = positions.get(seq.label) if positions else None
+    if floor is None:
+        floor = seq.start
+    if sp.ascending:
+        value = floor if sp.extreme is None else max(floor, sp.extreme + seq.increment)
+        ahead = sp.current_next is not None and sp.current_next > value
+    else:
+        value = floor if sp.extreme is None else min(floor, sp.extreme + seq.increment)
+        ahead = sp.current_next is not None and sp.current_next < value
+    if ahead and not exact:
+        value = sp.current_next  # values up to here may have been handed out
+    if seq.cycle and not (seq.min <= value <= seq.max):
+        # A CYCLE sequence whose data reaches its bound has wrapped: "after the data" means nothing
+        # there. It stays at its own (or the source's) position, which must not be a used value.
+        value = positions.get(seq.label) if positions and seq.label in positions else sp.current_next
+        sp.probe = value is not None
+        if value is None:
+            value = seq.start
+    return value
+
+
+def bounds_error(sp: SequencePlan, value: int) -> str | None:
+    """Why `value` cannot be the sequence's next one: past its bounds, or its columns' types."""
+    seq = sp.sequence
+    if sp.ascending and value > seq.max:
+        return f"next value {value} would exceed MAXVALUE {seq.max} of {seq.label}"
+    if not sp.ascending and value < seq.min:
+        return f"next value {value} would go below MINVALUE {seq.min} of {seq.label}"
+    for it in sp.items:
+        limit = SEQUENCE_COMPARABLE_TYPES.get(it.feed.base_type)
+        if limit is not None and not (-limit - 1 <= value <= limit):
+            return f"next value {value} is out of range for column {it.feed.column} ({it.feed.base_type})"
+    return None
+
+
+def decide(sp: SequencePlan, *, exact: bool, positions: dict[str, int] | None, in_transaction: bool) -> None:
+    seq = sp.sequence
+    value = _target_value(sp, exact=exact, positions=positions)
+    sp.value = value
+    sp.move = value != sp.current_next or not seq.exists
+    error = bounds_error(sp, value)
+    if error is None and sp.move and seq.exists:
+        if in_transaction and not seq.is_ours:
+            error = f"must own sequence {seq.label} to move it (ALTER SEQUENCE ... RESTART)"
+        elif not in_transaction and not (seq.can_update or seq.is_ours):
+            error = f"permission denied: setval needs UPDATE on sequence {seq.label}"
+    if error:
+        sp.fail(error)
+        return
+    for it in sp.items:
+        if it.action != "error":
+            _decide_item(sp, it)
+
+
+def _decide_item(sp: SequencePlan, it: PlanItem) -> None:
+    f, seq = it.feed, sp.sequence
+    it.value = sp.value
+    it.previous = sp.current_next if f.has_default and seq.exists else None
+    if it.create:
+        if not f.owns_table:
+            it.action, it.error = "error", f"must own table {f.table_label} to give it a default"
+        elif not seq.exists and not it.create.can_create:
+            it.action, it.error = "error", f"needs CREATE on schema {f.schema} to create {seq.label}"
+        else:
+            it.action = "sequence_created" if not seq.exists else "default_restored"
+    elif it.restore_default:
+        if f.owns_table:
+            it.action = "default_restored"
+        else:
+            it.action, it.error = "error", f"must own table {f.table_label} to restore its default"
+    else:
+        it.action = "reset" if sp.move else "unchanged"
+    if it.action == "error":
+        it.value = None
+
+
+def probe_wrapped(session: EngineSession, plans: list[SequencePlan]) -> None:
+    """A wrapped CYCLE sequence keeps its position; fail it if that value is already taken."""
+    for sp in plans:
+        columns = [it.feed for it in sp.items if it.feed.comparable]
+        if not columns:
+            continue
+        query = sql.SQL("SELECT ") + sql.SQL(" OR ").join(
+            sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {} = {})").format(
+                qualified(f.schema, f.table), sql.Identifier(f.column), sql.Literal(sp.value))
+            for f in columns)
+        found: list = []
+
+        def probe(q=query, into=found):
+            session.cur.execute(q)
+            into.append(session.cur.fetchone()[0])
+
+        err = session.attempt(probe)
+        if err:
+            sp.fail(f"cannot check {sp.sequence.label}: {err}")
+        elif found[0]:
+            sp.fail(f"CYCLE sequence {sp.sequence.label} has wrapped and its next value {sp.value}"
+                    " is already used: rows must be renumbered or deleted by hand")
+    session.end_batch()
+
+
+# -- the plan --------------------------------------------------------------------------------------
+
+def plan(session: EngineSession, *, schemas: list[str] | None, tables: set[TableKey] | None, exact: bool,
+         create_missing: bool, positions: dict[str, int] | None) -> list[SequencePlan]:
+    cur = session.cur
+    by_seq: dict[int, SequencePlan] = {}
+    for f in seqcat.read_feeds(cur, schemas, tables):
+        # A column whose data has no order (`'X' || nextval('s')`) gets no data floor: the engine
+        # moves its sequence only to a position it is given (the sync's: the source's).
+        if f.comparable or (positions and f.sequence.label in positions):
+            sp = by_seq.setdefault(f.sequence.oid, SequencePlan(f.sequence))
+            sp.items.append(PlanItem(f, f.sequence, restore_default=not f.has_default))
+    plans = list(by_seq.values())
+    if create_missing:
+        plans += _plan_missing_keys(cur, schemas, tables, by_seq)
+    seqcat.annotate_tree(cur, [it.feed for sp in plans for it in sp.items])
+    session.end_batch()
+
+    for sp in plans:
+        if sp.sequence.exists and not sp.sequence.can_read:
+            sp.fail(f"permission denied: needs SELECT on sequence {sp.sequence.label} to read its position")
+        for it in sp.items:
+            if not it.feed.can_select:
+                sp.fail(f"permission denied: needs SELECT on {it.feed.table_label}.{it.feed.column}")
+    read_extremes(session, plans)
+    read_states(session, plans)
+    for sp in plans:
+        if not sp.error:
+            decide(sp, exact=exact, positions=positions, in_transaction=session.in_transaction)
+    probe_wrapped(session, [sp for sp in plans if sp.probe and not sp.error])
+    return plans
+
+
+def _plan_missing_keys(cur, schemas, tables, by_seq: dict[int, SequencePlan]) -> list[SequencePlan]:
+    missing = seqcat.read_missing_keys(cur, schemas, tables)
+    if not missing:
+        return []
+    names = seqcat.relation_names(cur, {m.feed.schema for m in missing})
+    existing = {sp.sequence.key: sp for sp in by_seq.values()}
+    new_plans = []
+    for m in missing:
+        f = m.feed
+        taken = names[f.schema]
+        base = serial_name(f.table, f.column)
+        if taken.get(base) == "S":
+            # A serial-named sequence that feeds no column yet (the old sync left it unattached).
+            sp = existing.get((f.schema, base))
+            if sp is None:
+                (seq,) = seqcat.read_sequences(cur, name=(f.schema, base)).values()
+                sp = existing[seq.key] = SequencePlan(seq)
+                new_plans.append(sp)
+            sp.items.append(PlanItem(f, sp.sequence, create=m))
+            continue
+        name, n = base, 0
+        while name in taken:
+            n += 1
+            name = serial_name(f.table, f.column, f"seq{n}")
+        taken[name] = "S"  # two tables must not pick the same new name
+        seq = Sequence(0, f.schema, name, _quote_qualified(cur, f.schema, name), SEQUENCE_TYPES[f.base_type],
+                       1, 1, 1, SEQUENCE_COMPARABLE_TYPES[f.base_type], 1, False, None, True, True, True,
+                       exists=False)
+        new_plans.append(SequencePlan(seq, [PlanItem(f, seq, create=m)]))
+    return new_plans
+
+
+def _quote_qualified(cur, schema: str, name: str) -> str:
+    cur.execute("SELECT format('%%I.%%I', %s::text, %s::text)", (schema, name))
+    return cur.fetchone()[0]

@@ -1,0 +1,39 @@
+"""sync_databases(): a consistent, atomic copy of the source's tables into the target.
+
+The pipeline is in the file names: `sessions` (the two connections and their settings),
+`guards` (what is checked before anything is written), `plan` (which tables, which columns,
+which COPY format), `setaside` (triggers, foreign keys and indexes put aside for the load),
+`copy` (one table streamed from COPY TO into COPY FROM), `validate` (row counts), then the
+sequence repair (dbsync.align and the engine); `phases` lists them in order and `run` holds the
+state of one run and turns any failure into one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from dbsync.masking.key import MaskingKey
+from dbsync.masking.rules import Rules
+from dbsync.results import SyncReport
+from dbsync.sync.phases import PHASES
+from dbsync.sync.run import Progress, SyncOptions, SyncRun, execute
+
+__all__ = ["sync_databases"]
+
+
+def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = None, dry_run: bool = False,
+                   progress: Progress | None = None, allowlist: str | None = None,
+                   binary: bool = True, rebuild_indexes: bool = True, rules: Rules | None = None,
+                   masking_key: MaskingKey | None = None) -> SyncReport:
+    """Copy the source's tables (all, or `tables`) into the target; return the report.
+
+    `source_dsn` / `target_dsn`: libpq URLs or DSNs, or config.Endpoint objects. `allowlist`
+    overrides SYNC_TARGET_ALLOWLIST. `binary` / `rebuild_indexes` exist to measure their effect.
+    `rules` (dbsync.masking.rules.load_rules) mask personal data inside the source's COPY; keyed
+    strategies need `masking_key` (dbsync.masking.key).
+    Raises DbSyncError (one line) on any refusal or failure; the target is then unchanged.
+    """
+    options = SyncOptions(tables=None if tables is None else list(tables), dry_run=dry_run, allowlist=allowlist,
+                          binary=binary, rebuild_indexes=rebuild_indexes, progress=progress, rules=rules,
+                          masking_key=masking_key)
+    return execute(SyncRun(source_dsn, target_dsn, options), PHASES)

@@ -1,0 +1,198 @@
+"""The sync's phases, in order, each a function of the run. `sync_databases` runs this list.
+
+Source: one REPEATABLE READ READ ONLY transaction, so every table is read from one snapshot.
+Target: one transaction from the first guard to the COMMIT; any failure before the COMMIT rolls
+it back, sequences included (inside a transaction the engine moves them with ALTER SEQUENCE …
+RESTART), so the target is exactly as it was.
+"""
+
+from __future__ import annotations
+
+import time
+
+from psycopg2 import sql
+
+from dbsync import align
+from dbsync.catalog import read_catalog
+from dbsync.catalog import sequences as seqcat
+from dbsync.errors import DbSyncError
+from dbsync.masking import plan as masking
+from dbsync.results import MaskingReport, TableCopied, TablePlanned
+from dbsync.sequences import reset_sequences
+from dbsync.sync import guards, setaside, validate
+from dbsync.sync.copy import CopyResult, stream_copy
+from dbsync.sync.plan import plan_units
+from dbsync.sync.run import COMMITTING, Phase, SyncRun
+from dbsync.sync.sessions import open_session
+
+
+def connect(run: SyncRun) -> None:
+    """The target first, and only if it is allowed; then the source in its snapshot; never the
+    same database twice; one sync per target at a time."""
+    run.target = open_session(run.target_endpoint, "target")
+    guards.check_target_allowed(run.target, run.options.allowlist)
+    # Every transaction of the source session read-only from its first statement, not only the
+    # snapshot's: nothing a fragment could do after a COMMIT may write to prod.
+    key = run.options.masking_key
+    options = " ".join(filter(None, ("-c default_transaction_read_only=on", key and key.startup_options())))
+    run.source = open_session(run.source_endpoint, "source", options=options)
+    # One snapshot for every table; READ ONLY makes the server itself refuse any write.
+    run.source.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    guards.check_not_same_database(run.source, run.target)
+    guards.take_sync_lock(run.target)
+
+
+def read_catalogs(run: SyncRun) -> None:
+    run.source_catalog, run.target_catalog = read_catalog(run.source), read_catalog(run.target)
+
+
+def plan(run: SyncRun) -> None:
+    run.units = plan_units(run.source_catalog, run.target_catalog, run.options.tables, binary=run.options.binary)
+
+
+def mask(run: SyncRun) -> None:
+    """The rules bound to the source's catalog: every problem refused before anything is read."""
+    rules = run.options.rules
+    plan_ = masking.bind(rules, run.source_catalog, run.table_keys)
+    run.report["masking"] = MaskingReport(
+        rules=rules.origin if rules else None,
+        masked_columns=sorted(f"{m.table.label}.{c}" for m in plan_.tables.values() for c in m.expressions),
+        empty_tables=sorted(m.table.label for m in plan_.tables.values() if not m.copy_rows),
+        uncovered=[str(u) for u in plan_.uncovered])
+    if rules is None:
+        return
+    masking.refuse_uncovered(plan_)
+    if plan_.keyed and run.options.masking_key is None:
+        raise DbSyncError(f"the {rules.origin} uses keyed strategies (email, name, phone, hash) but no masking key"
+                          " is set: set SYNC_MASKING_KEY or SYNC_MASKING_KEY_SECRET_ARN; nothing was written")
+    masking.verify_fragments(run.source, plan_)
+    for unit in run.units:
+        unit.masked = plan_.tables.get(unit.source.key)
+
+
+def _source_sequences(run: SyncRun):
+    return sorted({f.sequence.key: f.sequence for f in run.source_catalog.feeds_of(run.table_keys)}.values(),
+                  key=lambda s: s.key)
+
+
+def check_guards(run: SyncRun) -> None:
+    source_oids = [u.source.oid for u in run.units]
+    target_oids = [u.target.oid for u in run.units]
+    sequences = _source_sequences(run)
+    existing = [run.target_catalog.sequences[s.key].oid for s in sequences if s.key in run.target_catalog.sequences]
+    guards.check_no_outside_references(run.source, source_oids, run.target, target_oids)
+    guards.check_ownership(run.target, target_oids, existing)
+    guards.check_row_security(run.source, source_oids, side="source")
+    guards.check_row_security(run.target, target_oids, side="target")
+    guards.check_lock_budget(run.target, target_oids, side="target", extra=len(sequences))
+    guards.check_lock_budget(run.source, source_oids, side="source")
+
+
+def read_positions(run: SyncRun) -> None:
+    """The source's sequence positions, in its snapshot: where the target's sequences go."""
+    sequences = _source_sequences(run)
+    unreadable = [s.label for s in sequences if not s.can_read]
+    if not unreadable:
+        with run.source.cursor() as cur:
+            run.positions = seqcat.read_positions(cur, sequences)
+        unreadable = [label for label, value in run.positions.items() if value is None]
+    if unreadable:
+        raise DbSyncError(f"needs SELECT on sequence(s) {', '.join(unreadable[:5])} to read their positions")
+    if run.options.dry_run:
+        run.report["tables"] = [TablePlanned(table=u.label, columns=len(u.columns),
+                                             format="binary" if u.binary else "text") for u in run.units]
+        run.report["source_positions"] = dict(run.positions)
+
+
+def truncate(run: SyncRun) -> None:
+    with run.target.cursor() as cur:
+        cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(
+            # ONLY for plain tables: inheritance children are units of their own (or not synced
+            # at all); a partitioned table is truncated with its partitions.
+            (u.target.ident if u.target.relkind == "p" else sql.SQL("ONLY {}").format(u.target.ident))
+            for u in run.units)))
+
+
+def set_aside(run: SyncRun) -> None:
+    oids = [u.target.oid for u in run.units]
+    kept = run.set_aside
+    kept.triggers = setaside.disable_user_triggers(run.target, oids)
+    kept.foreign_keys = setaside.drop_foreign_keys(run.target, oids)
+    kept.indexes = setaside.drop_indexes(run.target, oids) if run.options.rebuild_indexes else {}
+    run.report["set_aside"] = kept.counts()
+
+
+def copy(run: SyncRun) -> None:
+    """Each table streamed from the source's COPY into the target's, its indexes rebuilt after it."""
+    count = len(run.units)
+    for i, unit in enumerate(run.units, 1):
+        run.doing = f"copying {unit.label}"
+        run.notify({"event": "table_start", "table": unit.label, "index": i, "count": count})
+        if unit.copy_rows:
+            result = stream_copy(run.source, run.target, unit.copy_out(), unit.copy_in(), binary=unit.binary)
+        else:  # the rules say `rows: none`: the table ends empty
+            result = CopyResult(0, 0, 0, 0.0, "binary" if unit.binary else "text")
+        run.copied[unit.label] = result
+        run.doing = f"rebuilding the indexes of {unit.label}"
+        built = time.perf_counter()
+        setaside.restore_indexes(run.target, run.set_aside.indexes.get(unit.target.oid, []))
+        result.seconds += time.perf_counter() - built
+        row = TableCopied(table=unit.label, rows=result.target_rows, bytes=result.bytes,
+                          seconds=round(result.seconds, 4), format=result.format)
+        run.report["tables"].append(row)
+        run.notify({"event": "table_done", "index": i, "count": count, **row})
+
+
+def restore_constraints(run: SyncRun) -> None:
+    setaside.restore_foreign_keys(run.target, run.set_aside.foreign_keys)
+
+
+def restore_triggers(run: SyncRun) -> None:
+    setaside.restore_triggers(run.target, run.set_aside.triggers)
+
+
+def check_counts(run: SyncRun) -> None:
+    run.report["validation"] = validation = validate.count_rows(run.target, run.units, run.copied)
+    if not validation["ok"]:
+        raise DbSyncError(validate.mismatch_message(validation))
+
+
+def repair_sequences(run: SyncRun) -> None:
+    """The source's sequences, defaults and identity on the target, then the engine positions
+    every sequence of the synced tables from the source's positions, floored at the data."""
+    keys = run.table_keys
+    run.report["schema_changes"] = align.align_sequences(run.target, run.source_catalog, run.target_catalog, keys,
+                                                         run.positions)
+    positions = align.target_positions(run.source_catalog, run.target, keys, run.positions)
+    results = reset_sequences(run.target, tables=keys, exact=True, create_missing=False, positions=positions,
+                              in_transaction=True)
+    run.report["sequences_reset"] = results
+    errors = [r for r in results if r["action"] == "error"]
+    if errors:
+        raise DbSyncError("sequence repair failed, so nothing was committed: " + "; ".join(
+            f"{r['table']}.{r['column']} ({r['sequence']}): {r['error']}" for r in errors[:5]))
+
+
+def commit(run: SyncRun) -> None:
+    run.target.commit()
+    run.source.rollback()
+    run.notify({"event": "done", "tables": len(run.units), "seconds": round(time.perf_counter() - run.started, 4)})
+
+
+PHASES: tuple[Phase, ...] = (
+    Phase("connect", "connecting and checking the target", connect),
+    Phase("catalogs", "reading the catalogs", read_catalogs),
+    Phase("plan", "planning the copy", plan),
+    Phase("masking", "checking the masking rules", mask),
+    Phase("guards", "checking what the sync needs", check_guards),
+    Phase("positions", "reading the source's sequence positions", read_positions),
+    # ---- writes start here; everything below is one target transaction ----
+    Phase("truncate", "truncating the target tables", truncate, writes=True),
+    Phase("set_aside", "setting aside triggers, foreign keys and indexes", set_aside, writes=True),
+    Phase("copy", "copying", copy, writes=True),
+    Phase("constraints", "re-adding foreign keys", restore_constraints, writes=True),
+    Phase("triggers", "re-enabling triggers", restore_triggers, writes=True),
+    Phase("validate", "validating row counts", check_counts, writes=True),
+    Phase("sequences", "repairing sequences", repair_sequences, writes=True),
+    Phase("commit", COMMITTING, commit, writes=True),
+)

@@ -1,0 +1,139 @@
+"""The state of one sync, how its phases run, and the one place an exception becomes the
+one-line DbSyncError that names the phase it happened in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import psycopg2
+
+from dbsync.catalog import Catalog
+from dbsync.errors import DbSyncError, pg_message
+from dbsync.masking.key import MaskingKey
+from dbsync.masking.rules import Rules
+from dbsync.results import SyncReport, Validation
+from dbsync.sync import guards
+from dbsync.sync.copy import CopyResult, SourceCopyError
+from dbsync.sync.plan import Unit
+from dbsync.sync.sessions import abandon, close, describe
+from dbsync.sync.setaside import SetAsideObjects
+
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class SyncOptions:
+    tables: list[str] | None = None
+    dry_run: bool = False
+    allowlist: str | None = None  # overrides SYNC_TARGET_ALLOWLIST
+    binary: bool = True
+    rebuild_indexes: bool = True
+    progress: Progress | None = None
+    rules: Rules | None = None  # masking rules; None: rows travel as they are (with a warning)
+    masking_key: MaskingKey | None = None
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # the key of its timing in the report
+    doing: str  # what the run is doing meanwhile, for messages: "the sync failed while <doing>"
+    run: Callable[[SyncRun], None]
+    writes: bool = False  # a dry run stops before the first phase that writes
+
+
+@dataclass
+class SyncRun:
+    source_endpoint: object
+    target_endpoint: object
+    options: SyncOptions
+    source: object = None  # connections
+    target: object = None
+    source_catalog: Catalog | None = None
+    target_catalog: Catalog | None = None
+    units: list[Unit] = field(default_factory=list)
+    positions: dict[str, int | None] = field(default_factory=dict)  # source sequence label → next value
+    set_aside: SetAsideObjects = field(default_factory=SetAsideObjects)
+    copied: dict[str, CopyResult] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    doing: str = "starting"
+    report: SyncReport = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = time.perf_counter()
+        self.report = SyncReport(ok=True, dry_run=self.options.dry_run, source=describe(self.source_endpoint),
+                                 target=describe(self.target_endpoint), tables=[],
+                                 validation=Validation(ok=True, tables=[]), schema_changes=[], sequences_reset=[],
+                                 timings=self.timings)
+
+    @property
+    def table_keys(self) -> set[tuple[str, str]]:
+        return {u.source.key for u in self.units}
+
+    def notify(self, event: dict) -> None:
+        if self.options.progress:
+            self.options.progress(event)
+
+    def step(self, phase: Phase) -> None:
+        self.doing = phase.doing
+        began = time.perf_counter()
+        phase.run(self)
+        self.timings[phase.name] = round(time.perf_counter() - began, 4)
+
+    def finish(self) -> SyncReport:
+        self.timings["total"] = round(time.perf_counter() - self.started, 4)
+        return self.report
+
+
+def execute(run: SyncRun, phases: Iterable[Phase]) -> SyncReport:
+    """Run the phases in order (a dry run stops before the first that writes); on any failure
+    roll both sessions back and raise one line naming what the run was doing."""
+    try:
+        for phase in phases:
+            if phase.writes and run.options.dry_run:
+                break
+            run.step(phase)
+        if run.options.dry_run:
+            abandon(run.target, run.source)
+        return run.finish()
+    except BaseException as exc:
+        lost = run.target is not None and run.target.closed != 0
+        abandon(run.target, run.source)
+        explained = explain(run, exc, target_lost=lost)
+        if explained is None:
+            raise
+        raise explained from None
+    finally:
+        close(run.target, run.source)
+
+
+def explain(run: SyncRun, exc: BaseException, *, target_lost: bool) -> DbSyncError | None:
+    """The one line for a failure (None: not ours to explain, e.g. KeyboardInterrupt)."""
+    if isinstance(exc, DbSyncError):
+        return exc
+    if isinstance(exc, SourceCopyError):
+        return DbSyncError(f"reading the source failed while {run.doing}: {guards.row_security_hint(exc.original)};"
+                           " the target was rolled back and is unchanged")
+    if not isinstance(exc, psycopg2.Error):
+        return None
+    lock = guards.check_lock_timeout_reached(exc, side=_failed_side(exc, run.source))
+    if lock:
+        return DbSyncError(f"{lock} (while {run.doing}); the target is unchanged")
+    if run.doing == COMMITTING:
+        return DbSyncError(f"the COMMIT on the target failed: {pg_message(exc)}; check the target")
+    if target_lost:
+        return DbSyncError(f"lost the connection to the target while {run.doing}: {pg_message(exc)};"
+                           " the server rolls back the open transaction, so the target is unchanged")
+    return DbSyncError(f"the sync failed while {run.doing}: {guards.row_security_hint(exc)};"
+                       " the target was rolled back and is unchanged")
+
+
+COMMITTING = "committing"
+
+
+def _failed_side(exc, source) -> str:
+    """Which session raised a psycopg2 error: the source when it came from one of its cursors,
+    else the target (its cursors, or its COMMIT)."""
+    cur = getattr(exc, "cursor", None)
+    return "source" if source is not None and cur is not None and cur.connection is source else "target"
