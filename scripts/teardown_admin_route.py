@@ -7,6 +7,7 @@ What goes:
   * whole files: the route (backend/app/api/v1/admin.py), its tests (tests/api/test_admin_route*.py)
     and this tooling (this script, tests/deploy/test_teardown_rehearsal.py, the removal workflow);
   * the route's one line in backend/app/api/v1/__init__.py;
+  * the route's documentation page, docs/admin-route.md (the whole file);
   * every marked block, in any text file of the tree: the lines from `# admin-route:begin` to
     `# admin-route:end` (in Markdown `<!-- admin-route:begin -->` … `<!-- admin-route:end -->`),
     markers included; and any single line ending in `# admin-route` (Markdown: `<!-- admin-route -->`,
@@ -27,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 ROUTE_FILE = "backend/app/api/v1/admin.py"
+ROUTE_DOC = "docs/admin-route.md"
 ROUTE_TESTS = "tests/api/test_admin_route*.py"
 ROUTER_INDEX = "backend/app/api/v1/__init__.py"
 # The route's line in ROUTER_MODULES: its module name as a string, an optional comment after it.
@@ -137,7 +139,7 @@ def plan(root: Path) -> tuple[list[str], dict[str, str], list[str]]:
     """(files to delete, {file: new text}, problems). Reads only."""
     problems: list[str] = []
     deletions: list[str] = []
-    for rel in (ROUTE_FILE, *TOOLING):
+    for rel in (ROUTE_FILE, ROUTE_DOC, *TOOLING):
         if (root / rel).is_file():
             deletions.append(rel)
         else:
