@@ -45,15 +45,15 @@ class Endpoint:
         return database_url_from_secret(self.secret_arn, host=self.host, port=self.port, dbname=self.dbname,
                                         force_fetch=force_fetch)
 
-    def connect(self, role: str | None = None, options: str | None = None):
+    def connect(self, role: str | None = None, options: str | None = None, params: dict | None = None):
         """Connect; for a secret, re-fetch once after an authentication failure (rotation)."""
         role = role or self.role
         try:
-            return connect(self.resolve(), role=role, options=options)
+            return connect(self.resolve(), role=role, options=options, params=params)
         except DbSyncError as exc:
             if not self.secret_arn or not is_auth_failure(str(exc)):
                 raise
-        return connect(self.resolve(force_fetch=True), role=role, options=options)
+        return connect(self.resolve(force_fetch=True), role=role, options=options, params=params)
 
     def describe(self) -> str:
         """Where it points, never the password."""
@@ -90,8 +90,7 @@ def endpoints_from_env(env: Mapping[str, str] | None = None) -> tuple[Endpoint, 
 RULES_OPT_OUT = "none"
 
 
-def _setting(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
+def _clean(value: str | None) -> str | None:
     return value.strip() if value and value.strip() else None
 
 
@@ -100,7 +99,7 @@ def masking_key_from_env(env: Mapping[str, str] | None = None):
     from dbsync.masking.key import key_from
 
     env = os.environ if env is None else env
-    return key_from(_setting(env, "SYNC_MASKING_KEY"), _setting(env, "SYNC_MASKING_KEY_SECRET_ARN"))
+    return key_from(_clean(env.get("SYNC_MASKING_KEY")), _clean(env.get("SYNC_MASKING_KEY_SECRET_ARN")))
 
 
 def rules_from_env(path: str | None = None, env: Mapping[str, str] | None = None):
@@ -109,5 +108,5 @@ def rules_from_env(path: str | None = None, env: Mapping[str, str] | None = None
     from dbsync.masking.rules import load_rules
 
     env = os.environ if env is None else env
-    path = path or _setting(env, "SYNC_RULES_FILE")
+    path = path or _clean(env.get("SYNC_RULES_FILE"))
     return load_rules(path) if path and path.lower() != RULES_OPT_OUT else None

@@ -38,18 +38,22 @@ def describe_dsn(dsn: str) -> str:
 
 
 def connect(dsn: str, *, role: str = "database", lock_timeout: str | None = None,
-            application_name: str = "db-sync", connect_timeout: int = 10, options: str | None = None):
+            application_name: str = "db-sync", connect_timeout: int = 10, options: str | None = None,
+            params: dict | None = None):
     """Open a connection or raise DbSyncError naming `role` (source/target/database) and where.
-    `options`: more startup settings (libpq `options`), added to any the DSN has."""
+    `options`: more startup settings (libpq `options`), added to any the DSN has; `params`: more
+    libpq connection parameters (keepalives)."""
     what = "database" if role == "database" else f"{role} database"
     if not dsn:
         raise DbSyncError(f"no {what} given: pass a connection URL or set its environment variable")
     where = describe_dsn(dsn)
     try:
-        params = psycopg2.extensions.parse_dsn(dsn)
+        dsn_params = psycopg2.extensions.parse_dsn(dsn)
     except psycopg2.ProgrammingError:
         raise DbSyncError(f"the {what} connection string is not a valid PostgreSQL URL or DSN") from None
-    extra = {"options": " ".join(filter(None, (params.get("options"), options)))} if options else {}
+    extra = dict(params or {})
+    if options:
+        extra["options"] = " ".join(filter(None, (dsn_params.get("options"), options)))
     try:
         conn = psycopg2.connect(dsn, application_name=application_name, connect_timeout=connect_timeout, **extra)
     except psycopg2.Error as exc:

@@ -20,11 +20,23 @@ SESSION_SETTINGS = (("row_security", "off"), ("extra_float_digits", "3"), ("Date
                     ("standard_conforming_strings", "on"))
 
 
+# A runner that vanishes (a partition, a container killed with its host) must not leave either
+# backend holding its locks or snapshot: both ends probe the connection, so a dead peer is seen
+# within about half a minute whether the backend waits for data (COPY FROM STDIN: ClientRead,
+# which no statement_timeout ends), sends it, or runs a long statement of its own
+# (client_connection_check_interval). Over a Unix socket the TCP settings read as 0 and do
+# nothing; there is no peer to lose. Measured bounds: docs/sync.md.
+LIBPQ_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+                    "tcp_user_timeout": 30000}
+SERVER_KEEPALIVES = (("tcp_keepalives_idle", "10"), ("tcp_keepalives_interval", "5"), ("tcp_keepalives_count", "3"),
+                     ("tcp_user_timeout", "30000"), ("client_connection_check_interval", "10s"))
+
+
 def open_session(endpoint, role: str, options: str | None = None):
     """A DSN string, or an object with .connect(role) (config.Endpoint: secrets, re-fetch).
     `options`: startup settings (the masking key travels this way)."""
-    conn = (connect(endpoint, role=role, options=options) if isinstance(endpoint, str)
-            else endpoint.connect(role=role, options=options))
+    conn = (connect(endpoint, role=role, options=options, params=LIBPQ_KEEPALIVES) if isinstance(endpoint, str)
+            else endpoint.connect(role=role, options=options, params=LIBPQ_KEEPALIVES))
     try:
         _pin_settings(conn, role)
     except BaseException:
@@ -43,7 +55,7 @@ def _pin_settings(conn, role: str) -> None:
         raise DbSyncError(f"the {role} database's encoding {encoding} has no conversion to UTF8, which the sync"
                           f" uses between the two databases ({pg_message(exc)})") from None
     with conn.cursor() as cur:
-        for name, value in SESSION_SETTINGS:
+        for name, value in SESSION_SETTINGS + SERVER_KEEPALIVES:
             cur.execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
     conn.commit()
 
