@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-from benchmarks import sequences_bench, sync_bench
+from benchmarks import masking_bench, sequences_bench, sync_bench
 from benchmarks.common import Table
 
 
@@ -28,7 +28,7 @@ def _factors(text: str) -> tuple[float, ...]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("--only", choices=["sequences", "sync"], help="run one benchmark (default: both)")
+    p.add_argument("--only", choices=["sequences", "sync", "masking"], help="run one benchmark (default: all)")
     p.add_argument("--tables", type=int, default=10_000, help="tables for the engine's scale run (10000)")
     p.add_argument("--naive-tables", type=int, default=3_000,
                    help="tables on which the engine and the naive loop are compared (3000)")
@@ -94,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:
                 failed = True
                 log("sync benchmark failed:\n" + traceback.format_exc())
+        if args.only in (None, "masking"):
+            try:
+                t, results = masking_bench.run(server, scale=args.scale, pairs=args.pairs, log=log)
+                tables.append(t)
+                raw["masking"] = results
+            except Exception:
+                failed = True
+                log("masking benchmark failed:\n" + traceback.format_exc())
     finally:
         server.stop()
     print()
