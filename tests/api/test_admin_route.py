@@ -1,89 +1,21 @@
 """The temporary admin route, through the Mangum handler with API Gateway HTTP API v2 events.
 
 (Every admin-route test lives in a file named test_admin_route*: the cleanup deletes them with
-the route.)
+the route, and tests/support/admin_route.py, which they share.)
 """
 
 from __future__ import annotations
 
 import json
 
-import psycopg2
 import pytest
 
 from app.api.v1.admin import AdminSettings, get_admin_settings
 from app.core.settings import SettingsError
-from tests.api import test_lambda as test_api_lambda
-from tests.api.test_lambda import LambdaClient, free_port
+from tests.support.admin_route import KEY, PATH, UNAUTHORIZED, assert_insert_still_broken, db_state, max_id
+from tests.support.http import free_port
 
-make_api = test_api_lambda.make_api  # a fixture, shared
-
-PATH = "/api/v1/admin/reset-sequences"
-KEY = "staging-repair-key-3f9c1e7a5b"
-UNAUTHORIZED = {"detail": "missing or invalid API key"}
-
-
-@pytest.fixture
-def admin_api(make_api, monkeypatch):
-    """Factory: an app whose admin settings come from the environment, as in Lambda."""
-
-    def make(dsn: str, *, key: str | None = KEY, key_arn: str | None = None, stage: str | None = "staging",
-             allow_prod: str | None = None, **settings):
-        for name in AdminSettings.model_fields:
-            monkeypatch.delenv(name.upper(), raising=False)
-        if key is not None:
-            monkeypatch.setenv("ADMIN_API_KEY", key)
-        if key_arn is not None:
-            monkeypatch.setenv("ADMIN_API_KEY_SECRET_ARN", key_arn)
-        if allow_prod is not None:
-            monkeypatch.setenv("ADMIN_ALLOW_PROD", allow_prod)
-        get_admin_settings.cache_clear()
-        return LambdaClient(make_api(database_url=dsn, stage=stage, **settings))
-
-    yield make
-    get_admin_settings.cache_clear()
-
-
-@pytest.fixture
-def audit_lines(capture_api_logs):
-    """The JSON audit lines the route logs, formatted exactly as Lambda would print them."""
-    return capture_api_logs()
-
-
-def db_state(dsn: str):
-    """Column defaults/identity and every sequence with its position: what a repair changes."""
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid), a.attidentity"
-                " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
-                " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
-                " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND a.attnum > 0"
-                "   AND NOT a.attisdropped ORDER BY 1, 2")
-            columns = cur.fetchall()
-            cur.execute("SELECT schemaname, sequencename, last_value, start_value FROM pg_sequences ORDER BY 1, 2")
-            sequences = cur.fetchall()
-    finally:
-        conn.close()
-    return columns, sequences
-
-
-def max_id(dsn: str, table: str) -> int:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(psycopg2.sql.SQL("SELECT max(id) FROM {}").format(psycopg2.sql.Identifier(table)))
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
-
-
-def assert_insert_still_broken(client: LambdaClient) -> None:
-    r = client.post("/api/v1/books", body={"title": "still broken?"})
-    assert r.status_code == 500, r.text
-    assert r.json() == {"detail": "the database refused the request; see the API's logs"}
+# admin_api, audit_lines and make_api are fixtures of tests/api/conftest.py.
 
 
 def test_repairs_the_old_sync_staging(prod_and_staging, admin_api, audit_lines):

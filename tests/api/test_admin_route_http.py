@@ -14,15 +14,10 @@ import httpx
 import pytest
 
 from app.api.v1.admin import AdminSettings
-from tests.api import test_admin_route
-from tests.api import test_lambda as test_api_lambda
-from tests.api.test_admin_route import KEY, PATH, UNAUTHORIZED, db_state, max_id
-from tests.api.test_lambda import serve_in_thread, serve_subprocess
+from tests.support.admin_route import KEY, PATH, UNAUTHORIZED, db_state, max_id
+from tests.support.http import serve_in_thread, serve_subprocess
 
 ADMIN_VARS = tuple(AdminSettings.model_fields)
-
-# Fixtures shared with the other admin-route tests.
-make_api, admin_api, audit_lines = test_api_lambda.make_api, test_admin_route.admin_api, test_admin_route.audit_lines
 
 
 def test_curl_flow_against_uvicorn_app_main(prod_and_staging):

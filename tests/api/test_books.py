@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import psycopg2
 import pytest
 
-from tests.api import test_lambda as test_api_lambda
-from tests.api.test_lambda import LambdaClient
+from tests.support.api import LambdaClient
 
-# Fixtures shared with the other API tests.
-make_api, api_db = test_api_lambda.make_api, test_api_lambda.api_db
+# client, error_logs, make_api and api_db are fixtures of tests/api/conftest.py.
 
 BOOKS = "/api/v1/books"
-
-
-@pytest.fixture
-def client(api_db, make_api) -> LambdaClient:
-    return LambdaClient(make_api(database_url=api_db))
-
-
-@pytest.fixture
-def error_logs(capture_api_logs):
-    return capture_api_logs(logging.ERROR)
 
 
 def execute(dsn: str, query: str, params=()):

@@ -7,15 +7,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from app.core.settings import Settings
 from app.migrate import LOCK_SQL, apply_migrations, migration_files
-from tests.api.test_lambda import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.http import free_port
+from tests.support.paths import ROOT
 
 
 def migrate(*args: str, **env: str) -> subprocess.CompletedProcess:

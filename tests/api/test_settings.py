@@ -8,28 +8,18 @@ import subprocess
 import sys
 import uuid
 
-import boto3
 import psycopg2.extensions
 import pytest
-from moto import mock_aws
 from psycopg2 import sql
 from pydantic import ValidationError
 
 from app.core.settings import Settings, SettingsError, get_settings
 from localdev.pgserver import admin_execute
-from tests.api import test_lambda as test_api_lambda
-from tests.api.test_lambda import ROOT, LambdaClient, clear_api_env, free_port
+from tests.support.api import LambdaClient, clear_api_env
+from tests.support.http import free_port
+from tests.support.paths import ROOT
 
-make_api, api_db = test_api_lambda.make_api, test_api_lambda.api_db
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        yield boto3.client("secretsmanager")
+# aws (Secrets Manager faked by moto), make_api and api_db are fixtures of tests/api/conftest.py.
 
 
 def tcp_params(pg_server, dbname: str) -> dict:

@@ -12,13 +12,7 @@ import pytest
 
 from dbsync.cli import main
 
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch):
-    for var in ("SOURCE_DATABASE_URL", "TARGET_DATABASE_URL", "SOURCE_DB_SECRET_ARN", "TARGET_DB_SECRET_ARN",
-                "SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "TARGET_DB_HOST", "TARGET_DB_PORT",
-                "TARGET_DB_NAME", "SYNC_TARGET_ALLOWLIST", "LOCK_TIMEOUT"):
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("no_sync_env")  # tests/dbsync/conftest.py
 
 
 def test_sync_json_and_env_defaults(prod_and_staging, monkeypatch, capsys):

@@ -12,57 +12,16 @@ from psycopg2 import sql
 
 from dbsync.errors import DbSyncError
 from dbsync.sync import sync_databases
+from tests.support.db import old_sync_copy, snapshot
+
+pytestmark = pytest.mark.usefixtures("no_allowlist")  # tests/dbsync/conftest.py
 
 TABLES = ("authors", "book_authors", "books", "reviews", "schema_migrations", "users")
-
-
-@pytest.fixture(autouse=True)
-def _no_allowlist(monkeypatch):
-    # The tests' targets are local (socket or loopback): allowed when the list is unset.
-    monkeypatch.delenv("SYNC_TARGET_ALLOWLIST", raising=False)
-    monkeypatch.delenv("LOCK_TIMEOUT", raising=False)
 
 
 def run(cur, query, args=None):
     cur.execute(query, args)
     return cur.fetchall()
-
-
-def snapshot(dsn: str) -> dict:
-    """Everything a sync could change: rows (hashed), sequences and their positions, column
-    defaults and identity, constraints, triggers' enabled state."""
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            out = {}
-            for schema, name in run(cur, "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
-                                         " ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p')"
-                                         " AND n.nspname NOT IN ('pg_catalog','information_schema')"
-                                         " AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1, 2"):
-                t = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
-                cur.execute(sql.SQL("SELECT count(*), coalesce(sum(hashtext(x::text)::bigint), 0)"
-                                    " FROM ONLY {} x").format(t))
-                out[f"rows {schema}.{name}"] = cur.fetchone()
-            for schema, name in run(cur, "SELECT schemaname, sequencename FROM pg_sequences ORDER BY 1, 2"):
-                cur.execute(sql.SQL("SELECT last_value, is_called FROM {}.{}").format(
-                    sql.Identifier(schema), sql.Identifier(name)))
-                out[f"seq {schema}.{name}"] = cur.fetchone()
-            out["sequences"] = run(cur, "SELECT * FROM pg_sequences ORDER BY 1, 2")
-            out["columns"] = run(cur, "SELECT c.relname, a.attname, a.attidentity, a.attnotnull,"
-                                      " pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a"
-                                      " JOIN pg_class c ON c.oid = a.attrelid"
-                                      " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
-                                      " WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0"
-                                      " ORDER BY 1, 2")
-            out["constraints"] = run(cur, "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
-                                          " FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
-                                          " ORDER BY 1, 2")
-            out["triggers"] = run(cur, "SELECT tgrelid::regclass::text, tgname, tgenabled FROM pg_trigger"
-                                       " WHERE NOT tgisinternal ORDER BY 1, 2")
-        conn.rollback()
-        return out
-    finally:
-        conn.close()
 
 
 def data_fingerprint(dsn: str) -> dict:
@@ -523,8 +482,6 @@ DELETE FROM parent_b WHERE id = (SELECT max(id) FROM parent_b);
 
 
 def test_faithful_copy_of_an_edge_case_schema(make_db, connect_db):
-    from tests.conftest import old_sync_copy
-
     prod_dsn, staging_dsn = make_db("eprod"), make_db("estaging")
     prod = connect_db(prod_dsn)
     with prod.cursor() as cur:

@@ -11,20 +11,25 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+from tests.support.rehearsal import SCRIPT, copy_tree, run_teardown, snapshot, tree_files
+
+# pristine (a copy of the tree) and torn (a copy after the teardown) are fixtures of
+# tests/deploy/conftest.py.
+
 BIN = Path(sys.executable).parent
-SCRIPT = "scripts/teardown_admin_route.py"
 DELETED = {
     "backend/app/api/v1/admin.py",
+    "tests/support/admin_route.py",
     SCRIPT,
     "tests/deploy/test_teardown_rehearsal.py",
+    "tests/support/rehearsal.py",
     ".github/workflows/remove-admin-route.yml",
     "docs/admin-route.md",
 }
@@ -33,49 +38,6 @@ ROUTE_PATH = "/api/v1/admin/reset-sequences"
 TRACES = re.compile(r"admin-route|app\.api\.v1\.admin\b|v1/admin\.py|/admin/reset-sequences|ADMIN_API_KEY"
                     r"|ADMIN_ALLOW_PROD|AdminApiKey|X-API-Key|teardown_admin_route|test_admin_route"
                     r"|(?i:\badmin route\b)")
-SKIP = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
-
-
-def tree_files(root: Path) -> list[str]:
-    if (root / ".git").exists():
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
-                             capture_output=True, check=True).stdout.decode()
-        return sorted(f for f in set(out.split("\0")) if f and (root / f).is_file())
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in SKIP and not d.endswith(".egg-info")]
-        files += [Path(dirpath, f).relative_to(root).as_posix() for f in filenames]
-    return sorted(files)
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {f: (root / f).read_bytes() for f in tree_files(root)}
-
-
-def copy_tree(src: Path, files: list[str], dst: Path) -> Path:
-    for f in files:
-        (dst / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / f, dst / f)
-    return dst
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    return copy_tree(ROOT, tree_files(ROOT), tmp_path_factory.mktemp("pristine"))
-
-
-@pytest.fixture(scope="module")
-def torn(pristine, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    dst = copy_tree(pristine, tree_files(pristine), tmp_path_factory.mktemp("torn"))
-    cmd = ["make", "-C", str(dst), "teardown-admin-route"] if shutil.which("make") \
-        else [sys.executable, str(dst / SCRIPT)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return dst, proc
-
-
-def run_teardown(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(root / SCRIPT)], capture_output=True, text=True, timeout=120)
 
 
 # -- the rehearsal ------------------------------------------------------------------------------

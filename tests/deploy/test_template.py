@@ -17,13 +17,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from samtranslator.internal.managed_policies import get_bundled_managed_policy_map
-from samtranslator.translator.arn_generator import ArnGenerator
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
+from tests.support.paths import ROOT
+from tests.support.template import TEMPLATE, sam_template
+
+# transformed, the template through the SAM translator with REQUIRED's values, is a fixture of
+# tests/deploy/conftest.py.
+
 BIN = Path(sys.executable).parent
 
 # The settings named in the README's table; the template must not invent others.
@@ -31,49 +31,21 @@ KNOWN_ENV = {
     "DATABASE_URL", "DB_SECRET_ARN", "DB_HOST", "DB_PORT", "DB_NAME", "STAGE", "LOCK_TIMEOUT",
     "SOURCE_DATABASE_URL", "TARGET_DATABASE_URL", "SOURCE_DB_SECRET_ARN", "TARGET_DB_SECRET_ARN",
     "SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "TARGET_DB_HOST", "TARGET_DB_PORT",
-    "TARGET_DB_NAME", "SYNC_TARGET_ALLOWLIST", "SYNC_RULES_FILE", "SYNC_MASKING_KEY", "SYNC_MASKING_KEY_SECRET_ARN",
+    "TARGET_DB_NAME", "SYNC_TARGET_ALLOWLIST",
     # admin-route:begin
     "ADMIN_API_KEY", "ADMIN_API_KEY_SECRET_ARN", "ADMIN_ALLOW_PROD",
     # admin-route:end
 }
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:{}-AbCdEf"
+# The parameters without a default (the `transformed` fixture reads them from here too).
 REQUIRED = {
     "DbSecretArn": ARN.format("api-db"),
     "SourceDbSecretArn": ARN.format("prod-db"),
     "TargetDbSecretArn": ARN.format("staging-db"),
     "SyncTargetAllowlist": "staging.example.internal/books",
-    "MaskingKeySecretArn": ARN.format("masking-key"),
 }
 NO_VALUE = object()
-
-
-class BundledPolicies:
-    """Stands in for ManagedPolicyLoader (which asks IAM): the map the translator ships with."""
-
-    def load(self) -> dict[str, str]:
-        return get_bundled_managed_policy_map("aws")
-
-
-def sam_template() -> dict:
-    return yaml_parse(TEMPLATE.read_text())
-
-
-@pytest.fixture(scope="module")
-def transformed() -> dict:
-    template = sam_template()
-    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts-bucket/book-collection/backend.zip"
-    saved_region, saved_env = ArnGenerator.BOTO_SESSION_REGION_NAME, os.environ.get("AWS_DEFAULT_REGION")
-    ArnGenerator.BOTO_SESSION_REGION_NAME = "eu-west-1"
-    os.environ["AWS_DEFAULT_REGION"] = "eu-west-1"
-    try:
-        return transform(template, dict(REQUIRED), BundledPolicies())
-    finally:
-        ArnGenerator.BOTO_SESSION_REGION_NAME = saved_region
-        if saved_env is None:
-            os.environ.pop("AWS_DEFAULT_REGION", None)
-        else:
-            os.environ["AWS_DEFAULT_REGION"] = saved_env
 
 
 # -- a small CloudFormation condition evaluator ---------------------------------------------------
@@ -209,9 +181,6 @@ def test_each_function_reads_only_its_own_secrets(transformed):
     resources = deployed(transformed)
     assert _secret_resources(resources["ApiFunctionRole"]) == [REQUIRED["DbSecretArn"]]
     assert sorted(_secret_resources(resources["DbSyncFunctionRole"])) == sorted(
-        [REQUIRED["SourceDbSecretArn"], REQUIRED["TargetDbSecretArn"], REQUIRED["MaskingKeySecretArn"]])
-    opted_out = deployed(transformed, MaskingKeySecretArn="", SyncRulesFile="none")
-    assert sorted(_secret_resources(opted_out["DbSyncFunctionRole"])) == sorted(
         [REQUIRED["SourceDbSecretArn"], REQUIRED["TargetDbSecretArn"]])
 
 
@@ -229,15 +198,6 @@ def test_environment_uses_only_documented_settings(transformed):
     assert sync["SYNC_TARGET_ALLOWLIST"] == REQUIRED["SyncTargetAllowlist"]
     assert sync["SOURCE_DB_HOST"] == "prod.internal" and sync["TARGET_DB_NAME"] == "staging"
     assert "SOURCE_DB_NAME" not in sync and "TARGET_DB_HOST" not in sync
-    # The deployed sync always masks: the shipped rules, at the artifact's root (CodeUri backend/).
-    assert sync["SYNC_RULES_FILE"] == "sync-rules.yaml" and (ROOT / "backend" / sync["SYNC_RULES_FILE"]).is_file()
-    assert sync["SYNC_MASKING_KEY_SECRET_ARN"] == REQUIRED["MaskingKeySecretArn"]
-
-
-def test_masking_needs_a_key_unless_opted_out_explicitly():
-    rule = sam_template()["Rules"]["MaskingNeedsAKey"]
-    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SyncRulesFile"}, "none"]}]}
-    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "MaskingKeySecretArn"}, ""]}]}
 
 
 def test_empty_optional_parameters_set_no_variables(transformed):

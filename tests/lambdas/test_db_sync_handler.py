@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 
 from dbsync.errors import DbSyncError
-from tests.dbsync.test_sync import snapshot
+from tests.support.db import snapshot
 
 SCHEDULED_EVENT = {
     "version": "0",
@@ -32,35 +32,8 @@ class Context:
     aws_request_id = "req-1234"
 
 
-@pytest.fixture
-def aws(monkeypatch):
-    from aws_lambda_powertools.utilities import parameters
-    from moto import mock_aws
-
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(var, "testing")
-    for var in ("SOURCE_DATABASE_URL", "TARGET_DATABASE_URL", "SOURCE_DB_SECRET_ARN", "TARGET_DB_SECRET_ARN",
-                "SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "TARGET_DB_HOST", "TARGET_DB_PORT",
-                "TARGET_DB_NAME", "SYNC_TARGET_ALLOWLIST", "LOCK_TIMEOUT"):
-        monkeypatch.delenv(var, raising=False)
-    parameters.clear_caches()
-    with mock_aws():
-        import boto3
-
-        yield boto3.client("secretsmanager")
-    parameters.clear_caches()
-
-
-@pytest.fixture
-def handler_logs():
-    """Everything the handler logs (powertools writes JSON lines to its own stream)."""
-    from lambdas.db_sync import handler
-
-    buf = io.StringIO()
-    old = handler.logger.registered_handler.setStream(buf)
-    yield buf
-    handler.logger.registered_handler.setStream(old)
+# aws (Secrets Manager faked by moto, the sync's variables cleared) and handler_logs are fixtures
+# of tests/lambdas/conftest.py.
 
 
 def tcp_params(pg_server, dbname: str) -> dict:
