@@ -177,9 +177,9 @@ def collect_code_settings(files: list[Path] | None = None) -> tuple[dict[str, se
                 elif isinstance(func, ast.Attribute) and func.attr == "getenv" and isinstance(func.value, ast.Name) \
                         and func.value.id == "os":
                     key = node.args[0]
-                elif (isinstance(func, ast.Attribute) and func.attr == "get" and isinstance(node.args[0], ast.JoinedStr)
+                elif (isinstance(func, ast.Attribute) and func.attr == "get"
                       and getattr(func.value, "id", "") in ("env", "environ")):
-                    key = node.args[0]  # a mapping that stands for the environment, with a composed name
+                    key = node.args[0]  # a mapping that stands for the environment
             elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _is_environ(node.value):
                 key = node.slice
             elif (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.In | ast.NotIn)

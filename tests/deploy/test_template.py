@@ -31,7 +31,7 @@ KNOWN_ENV = {
     "DATABASE_URL", "DB_SECRET_ARN", "DB_HOST", "DB_PORT", "DB_NAME", "STAGE", "LOCK_TIMEOUT",
     "SOURCE_DATABASE_URL", "TARGET_DATABASE_URL", "SOURCE_DB_SECRET_ARN", "TARGET_DB_SECRET_ARN",
     "SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "TARGET_DB_HOST", "TARGET_DB_PORT",
-    "TARGET_DB_NAME", "SYNC_TARGET_ALLOWLIST",
+    "TARGET_DB_NAME", "SYNC_TARGET_ALLOWLIST", "SYNC_RULES_FILE", "SYNC_MASKING_KEY", "SYNC_MASKING_KEY_SECRET_ARN",
     # admin-route:begin
     "ADMIN_API_KEY", "ADMIN_API_KEY_SECRET_ARN", "ADMIN_ALLOW_PROD",
     # admin-route:end
@@ -44,6 +44,7 @@ REQUIRED = {
     "SourceDbSecretArn": ARN.format("prod-db"),
     "TargetDbSecretArn": ARN.format("staging-db"),
     "SyncTargetAllowlist": "staging.example.internal/books",
+    "MaskingKeySecretArn": ARN.format("masking-key"),
 }
 NO_VALUE = object()
 
@@ -181,6 +182,9 @@ def test_each_function_reads_only_its_own_secrets(transformed):
     resources = deployed(transformed)
     assert _secret_resources(resources["ApiFunctionRole"]) == [REQUIRED["DbSecretArn"]]
     assert sorted(_secret_resources(resources["DbSyncFunctionRole"])) == sorted(
+        [REQUIRED["SourceDbSecretArn"], REQUIRED["TargetDbSecretArn"], REQUIRED["MaskingKeySecretArn"]])
+    opted_out = deployed(transformed, MaskingKeySecretArn="", SyncRulesFile="none")
+    assert sorted(_secret_resources(opted_out["DbSyncFunctionRole"])) == sorted(
         [REQUIRED["SourceDbSecretArn"], REQUIRED["TargetDbSecretArn"]])
 
 
@@ -198,6 +202,15 @@ def test_environment_uses_only_documented_settings(transformed):
     assert sync["SYNC_TARGET_ALLOWLIST"] == REQUIRED["SyncTargetAllowlist"]
     assert sync["SOURCE_DB_HOST"] == "prod.internal" and sync["TARGET_DB_NAME"] == "staging"
     assert "SOURCE_DB_NAME" not in sync and "TARGET_DB_HOST" not in sync
+    # The deployed sync always masks: the shipped rules, at the artifact's root (CodeUri backend/).
+    assert sync["SYNC_RULES_FILE"] == "sync-rules.yaml" and (ROOT / "backend" / sync["SYNC_RULES_FILE"]).is_file()
+    assert sync["SYNC_MASKING_KEY_SECRET_ARN"] == REQUIRED["MaskingKeySecretArn"]
+
+
+def test_masking_needs_a_key_unless_opted_out_explicitly():
+    rule = sam_template()["Rules"]["MaskingNeedsAKey"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SyncRulesFile"}, "none"]}]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "MaskingKeySecretArn"}, ""]}]}
 
 
 def test_empty_optional_parameters_set_no_variables(transformed):
