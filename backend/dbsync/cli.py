@@ -19,7 +19,7 @@ import json
 import os
 import sys
 
-from dbsync.config import endpoint_from_env, masking_key_from_env, rules_from_env
+from dbsync.config import endpoint_from_env, masking_key_from_env, max_seconds_from_env, rules_from_env
 from dbsync.connect import connect
 from dbsync.errors import DbSyncError
 from dbsync.sequences import ACTIONS, check_sequences, reset_sequences
@@ -104,7 +104,8 @@ def cmd_sync(args) -> int:
     target = args.target or endpoint_from_env("target")
     rules = rules_from_env(args.rules)
     result = sync_databases(source, target, tables=args.table, dry_run=args.dry_run, progress=progress,
-                            rules=rules, masking_key=masking_key_from_env())
+                            rules=rules, masking_key=masking_key_from_env(),
+                            max_seconds=max_seconds_from_env(args.max_seconds))
     if rules is None:
         uncovered = result.get("masking", {}).get("uncovered") or []
         print("db-sync: warning: no masking rules (--rules or SYNC_RULES_FILE), so rows travel as they are"
@@ -114,8 +115,12 @@ def cmd_sync(args) -> int:
         return EXIT_OK
     rows = sum(t.get("rows", 0) for t in result["tables"])
     if args.dry_run:
-        print(f"dry run: would copy {len(result['tables'])} table(s) from {result['source']}"
-              f" to {result['target']}; nothing was written")
+        est = result["estimate"]
+        fits = ("" if est["budget_seconds"] is None else
+                f"; {'fits' if est['fits'] else 'does NOT fit'} the budget of {est['budget_seconds']:g} s")
+        print(f"dry run: would copy {len(result['tables'])} table(s), {est['bytes'] / 2**20:.0f} MB on disk, from"
+              f" {result['source']} to {result['target']}; about {est['seconds']:g} s at {est['rate_mb_s']:g} MB/s"
+              f"{fits}; nothing was written")
     else:
         changed = [s for s in result["sequences_reset"] if s["action"] != "unchanged"]
         print(f"synced {len(result['tables'])} table(s), {rows} rows, from {result['source']} to {result['target']}"
@@ -201,7 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this table (schema.table or table; repeatable); default: every table")
     p.add_argument("--rules", metavar="FILE", help="masking rules (default: $SYNC_RULES_FILE); the key comes from"
                    " $SYNC_MASKING_KEY or $SYNC_MASKING_KEY_SECRET_ARN")
-    p.add_argument("--dry-run", action="store_true", help="run the guards and checks, write nothing")
+    p.add_argument("--max-seconds", type=float, metavar="N",
+                   help="time budget: stop, rolled back, before N seconds (default: $SYNC_MAX_SECONDS; none)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="run the guards and checks, estimate the duration, write nothing")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=cmd_sync)
 

@@ -110,3 +110,17 @@ def rules_from_env(path: str | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     path = path or _clean(env.get("SYNC_RULES_FILE"))
     return load_rules(path) if path and path.lower() != RULES_OPT_OUT else None
+
+
+def max_seconds_from_env(value: float | None = None, env: Mapping[str, str] | None = None) -> float | None:
+    """The time budget: `value` (a --max-seconds), else SYNC_MAX_SECONDS; None when neither is set."""
+    env = os.environ if env is None else env
+    text = _clean(env.get("SYNC_MAX_SECONDS"))
+    if value is None and text is not None:
+        try:
+            value = float(text)
+        except ValueError:
+            raise DbSyncError(f"SYNC_MAX_SECONDS={text!r} is not a number of seconds") from None
+    if value is not None and not value > 0:
+        raise DbSyncError(f"the time budget must be a positive number of seconds, not {value:g}")
+    return value

@@ -109,3 +109,4 @@ class SyncReport(TypedDict):
     masking: NotRequired[MaskingReport]
     set_aside: NotRequired[SetAside]  # a real run
     source_positions: NotRequired[dict[str, int | None]]  # a dry run
+    estimate: NotRequired[dict]  # a dry run: bytes, rate_mb_s, seconds, budget_seconds, fits

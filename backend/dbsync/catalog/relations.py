@@ -7,7 +7,7 @@ from psycopg2 import sql
 
 from dbsync.catalog.constraints import keys
 from dbsync.catalog.models import Catalog, Column, Table
-from dbsync.catalog.query import USER_SCHEMA, fetch, qualified_names
+from dbsync.catalog.query import USER_SCHEMA, WITH_RELS, fetch, qualified_names
 from dbsync.catalog.sequences import read_feeds, read_sequences
 
 _TABLES = sql.SQL("""
@@ -39,6 +39,17 @@ SELECT cn.nspname, c.relname, rn.nspname, r.relname
 FROM tree JOIN pg_class c ON c.oid = tree.child JOIN pg_namespace cn ON cn.oid = c.relnamespace
 JOIN pg_class r ON r.oid = tree.root JOIN pg_namespace rn ON rn.oid = r.relnamespace
 """
+
+
+_RELATION_BYTES = sql.SQL("""{with_rels}
+SELECT coalesce(sum(pg_total_relation_size(oid)), 0) FROM rels
+""").format(with_rels=WITH_RELS)
+
+
+def relation_bytes(cur, table_oids: list[int]) -> int:
+    """On-disk size of these tables with their partitions, indexes and TOAST."""
+    cur.execute(_RELATION_BYTES, (table_oids,))
+    return int(cur.fetchone()[0])
 
 
 def read_tables(cur) -> dict[int, Table]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
+from dbsync.sync.budget import BudgetExceeded
+
 CHUNK_BYTES = 256 * 1024
 QUEUE_CHUNKS = 8  # memory bound: QUEUE_CHUNKS × CHUNK_BYTES in flight, plus one chunk each side
 
@@ -31,7 +33,8 @@ class _EOF:
 class ChunkPipe:
     """File-like on both ends: write() for the source COPY, read() for the target COPY."""
 
-    def __init__(self, chunk_bytes: int = CHUNK_BYTES, max_chunks: int = QUEUE_CHUNKS):
+    def __init__(self, chunk_bytes: int = CHUNK_BYTES, max_chunks: int = QUEUE_CHUNKS,
+                 stop_at: float | None = None):
         self._queue: queue.Queue = queue.Queue(maxsize=max_chunks)
         self._parts: list[bytes] = []
         self._size = 0
@@ -39,6 +42,8 @@ class ChunkPipe:
         self._closed = threading.Event()
         self._eof = False
         self.bytes = 0
+        self.stop_at = stop_at  # time.perf_counter() past which the copy gives up (the time budget)
+        self.out_of_time = False
 
     # producer side
     def write(self, data: bytes) -> None:
@@ -78,6 +83,9 @@ class ChunkPipe:
     def read(self, size: int = -1) -> bytes:
         if self._eof:
             return b""
+        if self.stop_at is not None and time.perf_counter() >= self.stop_at:
+            self.out_of_time = True
+            raise BudgetExceeded("the copy ran out of its time budget")
         item = self._queue.get()
         if item is _EOF:
             self._eof = True
@@ -139,11 +147,12 @@ def copy_in_statement(table_ident: sql.Composable, columns: list[str], *, binary
 
 
 def stream_copy(source_conn, target_conn, copy_out: sql.Composed, copy_in: sql.Composed, *,
-                binary: bool = False) -> CopyResult:
+                binary: bool = False, stop_at: float | None = None) -> CopyResult:
     """Run both COPYs at once through a ChunkPipe. Raises SourceCopyError if the source side
-    failed, or the target's psycopg2 error if the target side did; either way the caller rolls
-    back (the target transaction is aborted by then)."""
-    pipe = ChunkPipe()
+    failed, BudgetExceeded if `stop_at` (a perf_counter() time) passed first, or the target's
+    psycopg2 error if the target side failed; in every case the caller rolls back (the target
+    transaction is aborted by then)."""
+    pipe = ChunkPipe(stop_at=stop_at)
     out_text = copy_out.as_string(source_conn)
     in_text = copy_in.as_string(target_conn)
     outcome: dict = {}
@@ -169,7 +178,12 @@ def stream_copy(source_conn, target_conn, copy_out: sql.Composed, copy_in: sql.C
         target_rows = tgt_cur.rowcount
     except BaseException:
         pipe.close()
-        thread.join(timeout=30)
+        thread.join(timeout=1)
+        if thread.is_alive():
+            source_conn.cancel()  # the source is still sending: stop its COPY rather than wait for it
+            thread.join(timeout=30)
+        if pipe.out_of_time:
+            raise BudgetExceeded("the copy ran out of its time budget") from None
         if "error" in outcome:
             raise SourceCopyError(outcome["error"]) from None
         raise

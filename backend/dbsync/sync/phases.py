@@ -15,11 +15,12 @@ from psycopg2 import sql
 from dbsync import align
 from dbsync.catalog import read_catalog
 from dbsync.catalog import sequences as seqcat
+from dbsync.catalog.relations import relation_bytes
 from dbsync.errors import DbSyncError
 from dbsync.masking import plan as masking
 from dbsync.results import MaskingReport, TableCopied, TablePlanned
 from dbsync.sequences import reset_sequences
-from dbsync.sync import guards, setaside, validate
+from dbsync.sync import budget, guards, setaside, validate
 from dbsync.sync.copy import CopyResult, stream_copy
 from dbsync.sync.plan import plan_units
 from dbsync.sync.run import COMMITTING, Phase, SyncRun
@@ -48,6 +49,8 @@ def read_catalogs(run: SyncRun) -> None:
 
 def plan(run: SyncRun) -> None:
     run.units = plan_units(run.source_catalog, run.target_catalog, run.options.tables, binary=run.options.binary)
+    with run.source.cursor() as cur:
+        run.source_bytes = relation_bytes(cur, [u.source.oid for u in run.units])
 
 
 def mask(run: SyncRun) -> None:
@@ -102,6 +105,7 @@ def read_positions(run: SyncRun) -> None:
         run.report["tables"] = [TablePlanned(table=u.label, columns=len(u.columns),
                                              format="binary" if u.binary else "text") for u in run.units]
         run.report["source_positions"] = dict(run.positions)
+        run.report["estimate"] = budget.estimate(run.source_bytes, run.budget.seconds)
 
 
 def truncate(run: SyncRun) -> None:
@@ -125,15 +129,19 @@ def set_aside(run: SyncRun) -> None:
 def copy(run: SyncRun) -> None:
     """Each table streamed from the source's COPY into the target's, its indexes rebuilt after it."""
     count = len(run.units)
+    run.copy_started = time.perf_counter()
     for i, unit in enumerate(run.units, 1):
         run.doing = f"copying {unit.label}"
+        run.check_budget()
         run.notify({"event": "table_start", "table": unit.label, "index": i, "count": count})
         if unit.copy_rows:
-            result = stream_copy(run.source, run.target, unit.copy_out(), unit.copy_in(), binary=unit.binary)
+            result = stream_copy(run.source, run.target, unit.copy_out(), unit.copy_in(), binary=unit.binary,
+                                 stop_at=run.budget.stop_at(run.reserve()))
         else:  # the rules say `rows: none`: the table ends empty
             result = CopyResult(0, 0, 0, 0.0, "binary" if unit.binary else "text")
         run.copied[unit.label] = result
         run.doing = f"rebuilding the indexes of {unit.label}"
+        run.check_budget()
         built = time.perf_counter()
         setaside.restore_indexes(run.target, run.set_aside.indexes.get(unit.target.oid, []))
         result.seconds += time.perf_counter() - built
@@ -141,6 +149,7 @@ def copy(run: SyncRun) -> None:
                           seconds=round(result.seconds, 4), format=result.format)
         run.report["tables"].append(row)
         run.notify({"event": "table_done", "index": i, "count": count, **row})
+    run.copy_done = True
 
 
 def restore_constraints(run: SyncRun) -> None:

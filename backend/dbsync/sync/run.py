@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import psycopg2
+import psycopg2.errors
+from psycopg2 import sql
 
 from dbsync.catalog import Catalog
 from dbsync.errors import DbSyncError, pg_message
@@ -15,6 +17,7 @@ from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import Rules
 from dbsync.results import SyncReport, Validation
 from dbsync.sync import guards
+from dbsync.sync.budget import COMMIT_RESERVE, Budget, BudgetExceeded, after_copy_reserve, exceeded_message
 from dbsync.sync.copy import CopyResult, SourceCopyError
 from dbsync.sync.plan import Unit
 from dbsync.sync.sessions import abandon, close, describe
@@ -33,6 +36,7 @@ class SyncOptions:
     progress: Progress | None = None
     rules: Rules | None = None  # masking rules; None: rows travel as they are (with a warning)
     masking_key: MaskingKey | None = None
+    max_seconds: float | None = None  # the time budget (dbsync.sync.budget); None: none
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,14 @@ class SyncRun:
     copied: dict[str, CopyResult] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     doing: str = "starting"
+    source_bytes: int = 0  # on-disk size of the tables to copy (for the estimate)
+    copy_started: float | None = None
+    copy_done: bool = False
     report: SyncReport = field(init=False)
 
     def __post_init__(self) -> None:
         self.started = time.perf_counter()
+        self.budget = Budget(self.options.max_seconds, self.started)
         self.report = SyncReport(ok=True, dry_run=self.options.dry_run, source=describe(self.source_endpoint),
                                  target=describe(self.target_endpoint), tables=[],
                                  validation=Validation(ok=True, tables=[]), schema_changes=[], sequences_reset=[],
@@ -75,8 +83,35 @@ class SyncRun:
         if self.options.progress:
             self.options.progress(event)
 
+    def reserve(self) -> float:
+        """What must be left of the budget for the phases still to come after this moment."""
+        if self.copy_done:
+            return COMMIT_RESERVE
+        copied = 0.0 if self.copy_started is None else time.perf_counter() - self.copy_started
+        return after_copy_reserve(copied)
+
+    def check_budget(self) -> None:
+        """Stop now if what is left of the budget cannot cover what still has to follow; and make
+        every statement from here end before the budget does (statement_timeout)."""
+        left = self.budget.left_after(self.reserve())
+        if left is None or self.options.dry_run:  # a dry run only estimates against the budget
+            return
+        if left <= 0:
+            raise BudgetExceeded("out of time")
+        timeout = sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(left * 1000) + 1))
+        for conn in (self.source, self.target):
+            if conn is not None and not conn.closed:
+                with conn.cursor() as cur:
+                    cur.execute(timeout)
+
+    def progress(self) -> str:
+        done = sum(1 for u in self.units if u.label in self.copied)
+        mb = sum(r.bytes for r in self.copied.values()) / 2**20
+        return f"{done} of {len(self.units)} tables copied, {mb:.1f} MB"
+
     def step(self, phase: Phase) -> None:
         self.doing = phase.doing
+        self.check_budget()
         began = time.perf_counter()
         phase.run(self)
         self.timings[phase.name] = round(time.perf_counter() - began, 4)
@@ -110,6 +145,8 @@ def execute(run: SyncRun, phases: Iterable[Phase]) -> SyncReport:
 
 def explain(run: SyncRun, exc: BaseException, *, target_lost: bool) -> DbSyncError | None:
     """The one line for a failure (None: not ours to explain, e.g. KeyboardInterrupt)."""
+    if run.budget.seconds is not None and (isinstance(exc, BudgetExceeded) or _timed_out(run, exc)):
+        return BudgetExceeded(exceeded_message(run.budget.seconds, run.doing, run.progress()))
     if isinstance(exc, DbSyncError):
         return exc
     if isinstance(exc, SourceCopyError):
@@ -130,6 +167,14 @@ def explain(run: SyncRun, exc: BaseException, *, target_lost: bool) -> DbSyncErr
 
 
 COMMITTING = "committing"
+
+
+def _timed_out(run: SyncRun, exc: BaseException) -> bool:
+    """A statement the budget's statement_timeout ended (or a COPY its pipe gave up on)."""
+    if not isinstance(exc, psycopg2.errors.QueryCanceled | SourceCopyError):
+        return False
+    left = run.budget.remaining()
+    return left is not None and left <= run.reserve() + 0.5
 
 
 def _failed_side(exc, source) -> str:

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger
 
-from dbsync.config import endpoint_from_env, endpoints_from_env, masking_key_from_env, rules_from_env
+from dbsync.config import (
+    endpoint_from_env,
+    endpoints_from_env,
+    masking_key_from_env,
+    max_seconds_from_env,
+    rules_from_env,
+)
 from dbsync.errors import DbSyncError
 from dbsync.sequences import check_sequences, reset_sequences
 from dbsync.sync import sync_databases
@@ -68,7 +74,24 @@ def _check(_request: dict) -> dict:
     return result
 
 
-def _sync(request: dict) -> dict:
+# What the handler keeps back from its invocation's remaining time for the rollback, the log
+# lines and the metrics after a sync that stopped at its budget: never a Lambda timeout.
+MARGIN_SHARE, MARGIN_MIN_S, MARGIN_MAX_S = 0.05, 2.0, 20.0
+
+
+def sync_budget(context) -> float | None:
+    """The sync's time budget: the invocation's remaining time less a margin, and no more than
+    SYNC_MAX_SECONDS when that is set."""
+    configured = max_seconds_from_env()
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining_ms is None:
+        return configured
+    left = remaining_ms() / 1000
+    budget = max(0.001, left - min(MARGIN_MAX_S, max(MARGIN_MIN_S, MARGIN_SHARE * left)))
+    return budget if configured is None else min(budget, configured)
+
+
+def _sync(request: dict, context=None) -> dict:
     source, target = endpoints_from_env()
     logger.info("sync starting", extra={"source": source.describe(), "target": target.describe(),
                                         "tables": request["tables"], "dry_run": request["dry_run"]})
@@ -76,7 +99,8 @@ def _sync(request: dict) -> dict:
     if rules is None:
         logger.warning("no masking rules (SYNC_RULES_FILE): rows travel unmasked")
     result = sync_databases(source, target, tables=request["tables"], dry_run=request["dry_run"],
-                            progress=_log_progress, rules=rules, masking_key=masking_key_from_env())
+                            progress=_log_progress, rules=rules, masking_key=masking_key_from_env(),
+                            max_seconds=sync_budget(context))
     if rules is None and result.get("masking", {}).get("uncovered"):
         logger.warning("personal-data columns copied unmasked", extra={"columns": result["masking"]["uncovered"]})
     logger.info("sync finished", extra={
@@ -95,7 +119,7 @@ def lambda_handler(event, context):
         logger.append_keys(action=request["action"])
         if request["action"] == "check-sequences":
             return _check(request)
-        return _sync(request)
+        return _sync(request, context)
     except DbSyncError as exc:
         # One line, no traceback, no password (DbSyncError messages never carry one).
         logger.error("db_sync failed", extra={"error": str(exc)})

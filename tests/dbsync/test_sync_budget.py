@@ -1,0 +1,120 @@
+"""The time budget on a real PostgreSQL: a sync that cannot finish stops itself within it, rolled
+back, with one line naming the budget, and leaves no session or lock behind on either side."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg2
+import pytest
+
+from dbsync.cli import main
+from dbsync.errors import DbSyncError
+from dbsync.masking.rules import ColumnRule, Rules, TableRule
+from dbsync.sync import sync_databases
+
+# A source COPY that takes about 1.5 s: each row's expression sleeps (a rule's sql: evaluated on
+# the source), so the copy is slow however fast the machine is.
+SLOW = ("CREATE FUNCTION slow(t text) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT pg_sleep(0.005); SELECT t $$",
+        "CREATE TABLE notes (id int PRIMARY KEY, body text)",
+        "INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 300) g")
+
+
+def execute(dsn: str, *statements: str) -> None:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            for st in statements:
+                cur.execute(st)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def scalar(dsn: str, query: str):
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def slow_pair(make_db):
+    src, tgt = make_db("slow_src"), make_db("slow_tgt")
+    execute(src, *SLOW)
+    execute(tgt, *SLOW[1:2], "INSERT INTO notes VALUES (1, 'staging before')")
+    rules = Rules({"public.notes": TableRule(columns={"body": ColumnRule("sql", sql="slow(body)")})})
+    return src, tgt, rules
+
+
+def leftovers(dsn: str) -> int:
+    """db-sync sessions (and their locks) still on this database."""
+    return scalar(dsn, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                       " AND application_name = 'db-sync'")
+
+
+def test_a_sync_past_its_budget_stops_inside_the_copy_rolled_back(slow_pair):
+    src, tgt, rules = slow_pair
+    started = time.perf_counter()
+    with pytest.raises(DbSyncError) as caught:
+        sync_databases(src, tgt, rules=rules, max_seconds=1.2)
+    took = time.perf_counter() - started
+    message = str(caught.value)
+    assert "time budget of 1.2 s while copying public.notes" in message and "0 of 1 tables copied" in message
+    assert "--max-seconds" in message and "--table" in message and "Fargate" in message
+    assert took < 1.2
+    assert scalar(tgt, "SELECT string_agg(body, ',') FROM notes") == "staging before"
+    time.sleep(0.2)  # a cancelled backend takes a moment to go
+    assert leftovers(src) == 0 and leftovers(tgt) == 0
+
+
+def test_without_the_slowness_the_same_budget_is_enough(make_db):
+    src, tgt = make_db("fast_src"), make_db("fast_tgt")
+    execute(src, *SLOW[1:])
+    execute(tgt, SLOW[1])
+    result = sync_databases(src, tgt, max_seconds=30)
+    assert result["tables"][0]["rows"] == 300
+
+
+def test_a_budget_too_small_for_what_must_follow_stops_before_writing(slow_pair):
+    src, tgt, rules = slow_pair
+    with pytest.raises(DbSyncError, match=r"time budget of 0\.5 s while connecting"):
+        sync_databases(src, tgt, rules=rules, max_seconds=0.5)
+
+
+def test_cli_max_seconds_and_the_dry_run_estimate(slow_pair, monkeypatch, capsys):
+    src, tgt, _ = slow_pair
+    assert main(["sync", "--source", src, "--target", tgt, "--dry-run", "--max-seconds", "600"]) == 0
+    out = capsys.readouterr().out
+    assert "about" in out and "MB/s" in out and "fits the budget of 600 s" in out
+    assert main(["sync", "--source", src, "--target", tgt, "--dry-run", "--max-seconds", "0.9"]) == 0
+    assert "does NOT fit the budget of 0.9 s" in capsys.readouterr().out
+    monkeypatch.setenv("SYNC_MAX_SECONDS", "soon")
+    assert main(["sync", "--source", src, "--target", tgt]) == 2
+    assert "SYNC_MAX_SECONDS='soon' is not a number" in capsys.readouterr().err
+
+
+def test_the_lambda_stops_with_a_few_seconds_left_on_its_clock(slow_pair, monkeypatch):
+    """The budget is the invocation's remaining time less a margin: DbSyncError, never a timeout."""
+    from lambdas.db_sync import handler
+
+    src, tgt, rules = slow_pair
+    monkeypatch.setenv("SOURCE_DATABASE_URL", src)
+    monkeypatch.setenv("TARGET_DATABASE_URL", tgt)
+    monkeypatch.setattr(handler, "rules_from_env", lambda: rules)
+
+    class Context:
+        aws_request_id = "test"
+        deadline = time.monotonic() + 3.3  # 3.3 s left: budget 1.3 s after the 2 s margin
+
+        def get_remaining_time_in_millis(self):
+            return int((self.deadline - time.monotonic()) * 1000)
+
+    context = Context()
+    with pytest.raises(DbSyncError, match="time budget of 1.3"):
+        handler.lambda_handler({}, context)
+    assert context.get_remaining_time_in_millis() > 1500
+    assert scalar(tgt, "SELECT string_agg(body, ',') FROM notes") == "staging before"
