@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint demo bench migrate clean
+.PHONY: help install test test-fast lint demo bench migrate clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP) lint ## lint, then run the test suite on an embedded PostgreSQL (or TEST_DATABASE_URL)
 	$(PY) -m pytest
+
+test-fast: $(STAMP) ## only the tests that need no PostgreSQL (pytest -m "not pg"): seconds, no server started
+	$(PY) -m pytest -m "not pg"
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check backend tests benchmarks localdev

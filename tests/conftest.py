@@ -5,6 +5,10 @@ server named by TEST_DATABASE_URL when that is set (it must allow CREATE DATABAS
 
 These are the fixtures every part's tests share; each folder's conftest.py adds its own, and the
 helpers that are not fixtures are in tests/support/.
+
+Every test whose fixtures reach `pg_server` is marked `pg` here (pytest_collection_modifyitems);
+a test that starts a server another way carries @pytest.mark.pg itself. `pytest -m "not pg"`
+runs the rest without starting any server.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from localdev.oldsync import replicate_like_old_sync
 from localdev.pgserver import LocalServer, admin_execute, exit_on_sigterm
 from localdev.sampledata import build_prod
 from tests.support.db import ExternalServer
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "pg_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pg)
 
 
 @pytest.fixture(scope="session")

@@ -476,6 +476,7 @@ def test_inside_a_callers_transaction_a_rollback_restores_every_sequence(db):
     assert scalar(db, "SELECT count(*) FROM pg_attrdef") == 1
 
 
+@pytest.mark.pg  # starts a server of its own
 def test_standalone_batches_stay_inside_a_small_lock_table(connect_db):
     """A server whose lock table holds 10 × 20 = 200 entries (plus PostgreSQL's slack): one
     transaction over 1,000 tables with an index each runs out of shared memory; the engine must not."""

@@ -115,6 +115,7 @@ def test_api_and_template_tests_pass_afterwards(torn, pg_server):
     assert re.search(r"\b\d+ passed\b", proc.stdout) and " failed" not in proc.stdout
 
 
+@pytest.mark.pg  # the demo starts its own embedded server
 def test_demo_runs_without_the_route(torn):
     dst, _ = torn
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ADMIN_", "DATABASE_URL", "SOURCE_", "TARGET_"))}
