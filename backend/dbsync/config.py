@@ -124,3 +124,15 @@ def max_seconds_from_env(value: float | None = None, env: Mapping[str, str] | No
     if value is not None and not value > 0:
         raise DbSyncError(f"the time budget must be a positive number of seconds, not {value:g}")
     return value
+
+
+SYNC_MODES = ("full", "incremental")
+
+
+def incremental_from_env(flag: bool = False, env: Mapping[str, str] | None = None) -> bool:
+    """--incremental, else SYNC_MODE (`full`, the default, or `incremental`)."""
+    env = os.environ if env is None else env
+    mode = (_clean(env.get("SYNC_MODE")) or "full").lower()
+    if mode not in SYNC_MODES:
+        raise DbSyncError(f"SYNC_MODE={mode!r} is not one of {', '.join(SYNC_MODES)}")
+    return flag or mode == "incremental"

@@ -61,6 +61,11 @@ class TableCopied(TypedDict):
     bytes: int
     seconds: float
     format: Literal["binary", "text"]
+    mode: Literal["full", "delta", "unchanged"]  # how it reached the target (an incremental sync decides)
+    reason: NotRequired[str]  # why an incremental sync copied it in full
+    rows_copied: NotRequired[int]  # an incremental sync: the rows it inserted or updated
+    rows_deleted: NotRequired[int]
+    digest_seconds: NotRequired[float]
 
 
 class TablePlanned(TypedDict):

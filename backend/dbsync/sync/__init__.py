@@ -24,17 +24,19 @@ __all__ = ["sync_databases"]
 def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = None, dry_run: bool = False,
                    progress: Progress | None = None, allowlist: str | None = None,
                    binary: bool = True, rebuild_indexes: bool = True, rules: Rules | None = None,
-                   masking_key: MaskingKey | None = None, max_seconds: float | None = None) -> SyncReport:
+                   masking_key: MaskingKey | None = None, max_seconds: float | None = None,
+                   incremental: bool = False) -> SyncReport:
     """Copy the source's tables (all, or `tables`) into the target; return the report.
 
     `source_dsn` / `target_dsn`: libpq URLs or DSNs, or config.Endpoint objects. `allowlist`
     overrides SYNC_TARGET_ALLOWLIST. `binary` / `rebuild_indexes` exist to measure their effect.
     `rules` (dbsync.masking.rules.load_rules) mask personal data inside the source's COPY; keyed
     strategies need `masking_key` (dbsync.masking.key). `max_seconds`: the time budget — the sync
-    stops itself within it, rolled back (dbsync.sync.budget).
+    stops itself within it, rolled back (dbsync.sync.budget). `incremental`: write only the rows
+    that differ, keeping staging readable (dbsync.sync.delta); the same end state.
     Raises DbSyncError (one line) on any refusal or failure; the target is then unchanged.
     """
     options = SyncOptions(tables=None if tables is None else list(tables), dry_run=dry_run, allowlist=allowlist,
                           binary=binary, rebuild_indexes=rebuild_indexes, progress=progress, rules=rules,
-                          masking_key=masking_key, max_seconds=max_seconds)
+                          masking_key=masking_key, max_seconds=max_seconds, incremental=incremental)
     return execute(SyncRun(source_dsn, target_dsn, options), PHASES)

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import time
 
+import psycopg2
 from psycopg2 import sql
 
 from dbsync import align
 from dbsync.catalog import read_catalog
 from dbsync.catalog import sequences as seqcat
 from dbsync.catalog.relations import relation_bytes
-from dbsync.errors import DbSyncError
+from dbsync.errors import DbSyncError, pg_message
 from dbsync.masking import plan as masking
 from dbsync.results import MaskingReport, TableCopied, TablePlanned
 from dbsync.sequences import reset_sequences
-from dbsync.sync import budget, guards, setaside, validate
+from dbsync.sync import budget, delta, guards, setaside, validate
 from dbsync.sync.copy import CopyResult, stream_copy
 from dbsync.sync.plan import plan_units
 from dbsync.sync.run import COMMITTING, Phase, SyncRun
@@ -108,19 +109,97 @@ def read_positions(run: SyncRun) -> None:
         run.report["estimate"] = budget.estimate(run.source_bytes, run.budget.seconds)
 
 
+def incremental(run: SyncRun) -> None:
+    """Per table with a primary key, the rows that differ, applied in place; the rest copied in
+    full by the phases after this one (see dbsync.sync.delta)."""
+    if not run.options.incremental:
+        return
+    candidates = []
+    for unit in run.units:
+        keys = run.target_catalog.keys.get(unit.target.key)
+        key = keys.primary if keys else ()
+        if key and set(key) <= set(unit.columns):
+            candidates.append((unit, key))
+        else:
+            unit.reason = "no primary key: rows cannot be matched"
+    with run.target.cursor() as cur:
+        # EXCLUSIVE: readers pass, writers wait, so nothing written after the comparison survives.
+        for unit, _ in candidates:
+            cur.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(unit.target.ident))
+    run.set_aside.triggers += setaside.disable_user_triggers(run.target, [u.target.oid for u, _ in candidates])
+    found = {}
+    for i, (unit, key) in enumerate(candidates):
+        run.doing = f"comparing {unit.label}"
+        run.check_budget()
+        found[unit.label] = _choose(run, unit, key, i)
+    _apply_deltas(run, [(u, k, i) for i, (u, k) in enumerate(candidates) if u.mode == "delta"])
+    for unit, _ in candidates:
+        if unit.mode != "full":
+            _report_delta(run, unit, found[unit.label])
+
+
+def _choose(run: SyncRun, unit, key, i) -> delta.Delta | None:
+    sampled = delta.sample_fraction(run, unit, key)
+    if sampled is not None and sampled > delta.AUTO_FULL_FRACTION:
+        unit.reason = f"about {sampled:.0%} of its rows differ (a sample): a full copy is cheaper"
+        return None
+    found = delta.diff(run, unit, key, i)
+    if found.fraction > delta.AUTO_FULL_FRACTION:
+        unit.reason = f"{found.fraction:.0%} of its rows differ: a full copy is cheaper"
+    elif found.changed > delta.MAX_DELTA_KEYS:
+        unit.reason = f"{found.changed} rows differ, more than one delta fetches"
+    else:
+        unit.mode = "delta" if found.changed or found.gone else "unchanged"
+    return found
+
+
+def _apply_deltas(run: SyncRun, work: list) -> None:
+    """Upserts parents first, deletes children first, under one savepoint: a delta that breaks a
+    constraint (a unique value moving between rows) is undone and those tables are copied in full."""
+    order = delta.parents_first([u for u, _, _ in work], {k: v.references for k, v in run.target_catalog.keys.items()})
+    by_unit = {id(u): (k, i) for u, k, i in work}
+    with run.target.cursor() as cur:
+        cur.execute("SAVEPOINT dbsync_delta")
+        try:
+            for unit in order:
+                run.doing = f"applying the changes to {unit.label}"
+                delta.fetch_changed(run, unit, *by_unit[id(unit)])
+                delta.upsert(run, unit, *by_unit[id(unit)])
+            for unit in reversed(order):
+                run.doing = f"deleting what prod no longer has from {unit.label}"
+                delta.delete_gone(run, unit, *by_unit[id(unit)])
+            cur.execute("RELEASE SAVEPOINT dbsync_delta")
+        except psycopg2.IntegrityError as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT dbsync_delta")
+            for unit in order:
+                unit.mode, unit.reason = "full", f"the delta broke a constraint ({pg_message(exc)})"
+
+
+def _report_delta(run: SyncRun, unit, found: delta.Delta) -> None:
+    run.copied[unit.label] = CopyResult(found.source_rows, found.source_rows, 0, found.digest_seconds,
+                                        "binary" if unit.binary else "text")
+    run.report["tables"].append(TableCopied(
+        table=unit.label, rows=found.source_rows, bytes=0, seconds=round(found.digest_seconds, 4),
+        format="binary" if unit.binary else "text", mode=unit.mode,
+        rows_copied=found.changed if unit.mode == "delta" else 0,
+        rows_deleted=found.gone if unit.mode == "delta" else 0, digest_seconds=round(found.digest_seconds, 4)))
+
+
 def truncate(run: SyncRun) -> None:
+    if not run.full_units:
+        return
     with run.target.cursor() as cur:
         cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(
             # ONLY for plain tables: inheritance children are units of their own (or not synced
             # at all); a partitioned table is truncated with its partitions.
             (u.target.ident if u.target.relkind == "p" else sql.SQL("ONLY {}").format(u.target.ident))
-            for u in run.units)))
+            for u in run.full_units)))
 
 
 def set_aside(run: SyncRun) -> None:
-    oids = [u.target.oid for u in run.units]
+    oids = [u.target.oid for u in run.full_units]
     kept = run.set_aside
-    kept.triggers = setaside.disable_user_triggers(run.target, oids)
+    kept.triggers += setaside.disable_user_triggers(run.target, oids)
     kept.foreign_keys = setaside.drop_foreign_keys(run.target, oids)
     kept.indexes = setaside.drop_indexes(run.target, oids) if run.options.rebuild_indexes else {}
     run.report["set_aside"] = kept.counts()
@@ -128,9 +207,9 @@ def set_aside(run: SyncRun) -> None:
 
 def copy(run: SyncRun) -> None:
     """Each table streamed from the source's COPY into the target's, its indexes rebuilt after it."""
-    count = len(run.units)
+    count = len(run.full_units)
     run.copy_started = time.perf_counter()
-    for i, unit in enumerate(run.units, 1):
+    for i, unit in enumerate(run.full_units, 1):
         run.doing = f"copying {unit.label}"
         run.check_budget()
         run.notify({"event": "table_start", "table": unit.label, "index": i, "count": count})
@@ -146,7 +225,9 @@ def copy(run: SyncRun) -> None:
         setaside.restore_indexes(run.target, run.set_aside.indexes.get(unit.target.oid, []))
         result.seconds += time.perf_counter() - built
         row = TableCopied(table=unit.label, rows=result.target_rows, bytes=result.bytes,
-                          seconds=round(result.seconds, 4), format=result.format)
+                          seconds=round(result.seconds, 4), format=result.format, mode="full")
+        if unit.reason:
+            row["reason"] = unit.reason
         run.report["tables"].append(row)
         run.notify({"event": "table_done", "index": i, "count": count, **row})
     run.copy_done = True
@@ -196,8 +277,11 @@ PHASES: tuple[Phase, ...] = (
     Phase("guards", "checking what the sync needs", check_guards),
     Phase("positions", "reading the source's sequence positions", read_positions),
     # ---- writes start here; everything below is one target transaction ----
-    Phase("truncate", "truncating the target tables", truncate, writes=True),
+    Phase("incremental", "comparing the tables", incremental, writes=True),
+    # Set aside before the TRUNCATE: a foreign key from a table the incremental sync kept would
+    # otherwise refuse it.
     Phase("set_aside", "setting aside triggers, foreign keys and indexes", set_aside, writes=True),
+    Phase("truncate", "truncating the target tables", truncate, writes=True),
     Phase("copy", "copying", copy, writes=True),
     Phase("constraints", "re-adding foreign keys", restore_constraints, writes=True),
     Phase("triggers", "re-enabling triggers", restore_triggers, writes=True),

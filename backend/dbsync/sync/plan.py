@@ -24,6 +24,8 @@ class Unit:
     columns: list[str]
     binary: bool
     masked: MaskedTable | None = None  # the rules that apply to it, if any
+    mode: str = "full"  # full (TRUNCATE + COPY) | delta | unchanged (an incremental sync)
+    reason: str | None = None  # why an incremental sync copies it in full
 
     @property
     def label(self) -> str:

@@ -37,6 +37,7 @@ class SyncOptions:
     rules: Rules | None = None  # masking rules; None: rows travel as they are (with a warning)
     masking_key: MaskingKey | None = None
     max_seconds: float | None = None  # the time budget (dbsync.sync.budget); None: none
+    incremental: bool = False  # write only what differs (dbsync.sync.delta)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ class SyncRun:
                                  target=describe(self.target_endpoint), tables=[],
                                  validation=Validation(ok=True, tables=[]), schema_changes=[], sequences_reset=[],
                                  timings=self.timings)
+
+    @property
+    def full_units(self) -> list[Unit]:
+        return [u for u in self.units if u.mode == "full"]
 
     @property
     def table_keys(self) -> set[tuple[str, str]]:

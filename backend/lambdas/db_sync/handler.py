@@ -18,6 +18,7 @@ from aws_lambda_powertools import Logger
 from dbsync.config import (
     endpoint_from_env,
     endpoints_from_env,
+    incremental_from_env,
     masking_key_from_env,
     max_seconds_from_env,
     rules_from_env,
@@ -100,7 +101,7 @@ def _sync(request: dict, context=None) -> dict:
         logger.warning("no masking rules (SYNC_RULES_FILE): rows travel unmasked")
     result = sync_databases(source, target, tables=request["tables"], dry_run=request["dry_run"],
                             progress=_log_progress, rules=rules, masking_key=masking_key_from_env(),
-                            max_seconds=sync_budget(context))
+                            max_seconds=sync_budget(context), incremental=incremental_from_env())
     if rules is None and result.get("masking", {}).get("uncovered"):
         logger.warning("personal-data columns copied unmasked", extra={"columns": result["masking"]["uncovered"]})
     logger.info("sync finished", extra={
