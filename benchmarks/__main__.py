@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 
-from benchmarks import masking_bench, sequences_bench, sync_bench
+from benchmarks import incremental_bench, masking_bench, sequences_bench, sync_bench
 from benchmarks.common import Table
 
 
@@ -28,7 +28,8 @@ def _factors(text: str) -> tuple[float, ...]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("--only", choices=["sequences", "sync", "masking"], help="run one benchmark (default: all)")
+    p.add_argument("--only", choices=["sequences", "sync", "masking", "incremental"],
+                   help="run one benchmark (default: all)")
     p.add_argument("--tables", type=int, default=10_000, help="tables for the engine's scale run (10000)")
     p.add_argument("--naive-tables", type=int, default=3_000,
                    help="tables on which the engine and the naive loop are compared (3000)")
@@ -102,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:
                 failed = True
                 log("masking benchmark failed:\n" + traceback.format_exc())
+        if args.only in (None, "incremental"):
+            try:
+                t, results = incremental_bench.run(server, scale=args.scale, pairs=args.pairs, log=log)
+                tables.append(t)
+                raw["incremental"] = results
+            except Exception:
+                failed = True
+                log("incremental benchmark failed:\n" + traceback.format_exc())
     finally:
         server.stop()
     print()

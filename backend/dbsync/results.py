@@ -65,7 +65,8 @@ class TableCopied(TypedDict):
     reason: NotRequired[str]  # why an incremental sync copied it in full
     rows_copied: NotRequired[int]  # an incremental sync: the rows it inserted or updated
     rows_deleted: NotRequired[int]
-    digest_seconds: NotRequired[float]
+    digest_seconds: NotRequired[float]  # the time finding what differs
+    found: NotRequired[str]  # how: "by digest", or "since the last sync" (recorded on staging)
 
 
 class TablePlanned(TypedDict):

@@ -10,12 +10,15 @@ children), and a DELETE of vanished keys (children before parents). Nothing is t
 index or constraint is dropped; the tables are locked in EXCLUSIVE mode, which readers pass and
 writers wait for, so nothing written after the comparison survives the sync.
 
-md5 and the row's text are stable across major versions (unlike hash_record_extended), and both
-sessions pin every output setting the text depends on (dbsync.sync.sessions).
+md5 and the row's text are stable across major versions, and both sessions pin every output
+setting the text depends on (dbsync.sync.sessions); between servers of one major version, and
+for tables whose types allow it, the internal hash_record_extended does the same several times
+cheaper (fast_digest).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -38,6 +41,7 @@ class Delta:
     changed: int = 0  # new or different on prod
     gone: int = 0  # on staging, not on prod
     digest_seconds: float = 0.0
+    how: str = "by digest"  # or "since the last sync" (dbsync.sync.changes)
 
     @property
     def fraction(self) -> float:
@@ -49,8 +53,27 @@ def _from(unit_table) -> sql.Composable:
     return unit_table.ident if unit_table.relkind == "p" else sql.SQL("ONLY {}").format(unit_table.ident)
 
 
-def _row_digest(items: list[sql.Composable]) -> sql.Composable:
-    return sql.SQL("md5(ROW({})::text)").format(sql.SQL(", ").join(items))
+# Types whose internal hash agrees with equality *and* with the text a full copy would write
+# (numeric without a declared scale does not: 1.0 and 1.00 are equal and hash alike).
+_HASHABLE = re.compile(r"^(smallint|integer|bigint|boolean|text|character varying(\(\d+\))?|character\(\d+\)"
+                       r"|numeric\(\d+,\d+\)|real|double precision|date|timestamp(\(\d\))? with(out)? time zone"
+                       r"|time(\(\d\))? without time zone|uuid|bytea|jsonb|inet|oid)$")
+
+
+def fast_digest(run, unit: Unit) -> bool:
+    """hash_record_extended instead of md5 of the row's text: several times cheaper, but internal,
+    so only between servers of one major version, with identical built-in types (binary COPY's
+    condition), each of a type whose hash agrees with its text."""
+    same_major = run.source.info.server_version // 10000 == run.target.info.server_version // 10000
+    return same_major and unit.binary and all(_HASHABLE.match(unit.source.columns[c].type) for c in unit.columns)
+
+
+def _row_digest(items: list[sql.Composable], fast: bool = False) -> sql.Composable:
+    row = sql.SQL("ROW({})").format(sql.SQL(", ").join(items))
+    if fast:  # two seeds: 128 bits, so a missed change is as unlikely as with md5
+        return sql.SQL("hash_record_extended({row}, 0)::text || ':' || hash_record_extended({row}, 1)::text").format(
+            row=row)
+    return sql.SQL("md5({}::text)").format(row)
 
 
 def _keys(key: tuple[str, ...], alias: str | None = None) -> sql.Composable:
@@ -75,17 +98,18 @@ def sample_fraction(run, unit: Unit, key: tuple[str, ...]) -> float | None:
     if len(key) != 1 or col.type not in ("integer", "bigint", "smallint"):
         return None
     k = sql.Identifier(key[0])
+    fast = fast_digest(run, unit)
     condition = sql.SQL("{} % {} = 0").format(k, sql.Literal(SAMPLE_MODULUS))
     src_where = _source_filter(unit)
     src_where = (sql.SQL("{} AND {}").format(src_where, condition) if unit.masked and unit.masked.where
                  else sql.SQL(" WHERE {}").format(condition))
     with run.source.cursor() as cur:
-        cur.execute(sql.SQL("SELECT {}, {} FROM {}{}").format(k, _row_digest(_source_items(unit)),
+        cur.execute(sql.SQL("SELECT {}, {} FROM {}{}").format(k, _row_digest(_source_items(unit), fast),
                                                              _from(unit.source), src_where))
         prod = dict(cur.fetchall())
     with run.target.cursor() as cur:
         cur.execute(sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(
-            k, _row_digest([sql.Identifier(c) for c in unit.columns]), _from(unit.target), condition))
+            k, _row_digest([sql.Identifier(c) for c in unit.columns], fast), _from(unit.target), condition))
         staging = dict(cur.fetchall())
     differing = sum(1 for key_, d in prod.items() if staging.get(key_) != d) + len(staging.keys() - prod.keys())
     return differing / max(1, len(prod))
@@ -99,17 +123,18 @@ def diff(run, unit: Unit, key: tuple[str, ...], i: int) -> Delta:
     """Prod's (key, digest) pairs into a temporary table on staging; there, the keys that differ
     (`_dbsync_changed_i`) and those staging alone has (`_dbsync_gone_i`)."""
     began = time.perf_counter()
+    fast = fast_digest(run, unit)
     pd, changed, gone = _temp("prod", i), _temp("changed", i), _temp("gone", i)
     target = unit.target
     with run.target.cursor() as cur:
         cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, ''::text AS dbsync_digest"
                             " FROM {} WITH NO DATA").format(pd, _keys(key), _from(target)))
     copy_out = sql.SQL("COPY (SELECT {}, {} FROM {}{}) TO STDOUT").format(
-        _keys(key), _row_digest(_source_items(unit)), _from(unit.source), _source_filter(unit))
+        _keys(key), _row_digest(_source_items(unit), fast), _from(unit.source), _source_filter(unit))
     copy_in = sql.SQL("COPY {} FROM STDIN").format(pd)
     sent = stream_copy(run.source, run.target, copy_out, copy_in, stop_at=run.budget.stop_at(run.reserve()))
     match = sql.SQL(" AND ").join(sql.SQL("s.{k} = p.{k}").format(k=sql.Identifier(k)) for k in key)
-    staged = _row_digest([sql.Identifier("s", c) for c in unit.columns])
+    staged = _row_digest([sql.Identifier("s", c) for c in unit.columns], fast)
     with run.target.cursor() as cur:
         cur.execute(sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {pk} FROM {pd} p"
                             " LEFT JOIN {t} s ON {match} WHERE s.{k0} IS NULL OR {staged} <> p.dbsync_digest").format(
@@ -123,14 +148,68 @@ def diff(run, unit: Unit, key: tuple[str, ...], i: int) -> Delta:
     return Delta(sent.source_rows, n_changed, n_gone, time.perf_counter() - began)
 
 
+def _create_rows(cur, unit: Unit, i: int) -> None:
+    cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+        _temp("rows", i), sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns), _from(unit.target)))
+
+
+def _copy_format(unit: Unit) -> sql.Composable:
+    return sql.SQL(" WITH (FORMAT binary)") if unit.binary else sql.SQL("")
+
+
+def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
+    """What differs, from what the last sync saw (dbsync.sync.changes): prod's recent rows into
+    `_dbsync_rows_i`, the other keys to fetch into `_dbsync_changed_i`, vanished ones into
+    `_dbsync_gone_i` — without digesting a row."""
+    from dbsync.sync.changes import recent_source_filter, recent_target_filter
+
+    began = time.perf_counter()
+    pk, rows, changed, gone = _temp("prodkeys", i), _temp("rows", i), _temp("changed", i), _temp("gone", i)
+    stop_at = run.budget.stop_at(run.reserve())
+    with run.target.cursor() as cur:
+        cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            pk, _keys(key), _from(unit.target)))
+        _create_rows(cur, unit, i)
+    where = _source_filter(unit)
+    keys_out = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(_keys(key), _from(unit.source), where,
+                                                                       _copy_format(unit))
+    sent = stream_copy(run.source, run.target, keys_out, sql.SQL("COPY {} FROM STDIN{}").format(pk, _copy_format(unit)),
+                       binary=unit.binary, stop_at=stop_at)
+    recent = recent_source_filter(last)
+    where = sql.SQL("{} AND {}").format(where, recent) if unit.masked and unit.masked.where \
+        else sql.SQL(" WHERE {}").format(recent)
+    items = [sql.SQL("{} AS {}").format(e, sql.Identifier(c)) for e, c in zip(_source_items(unit), unit.columns,
+                                                                              strict=True)]
+    rows_out = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(sql.SQL(", ").join(items), _from(unit.source),
+                                                                       where, _copy_format(unit))
+    fetched = stream_copy(run.source, run.target, rows_out,
+                          sql.SQL("COPY {} FROM STDIN{}").format(rows, _copy_format(unit)), binary=unit.binary,
+                          stop_at=stop_at).target_rows
+    match = sql.SQL(" AND ").join(sql.SQL("s.{k} = p.{k}").format(k=sql.Identifier(k)) for k in key)
+    in_rows = sql.SQL(" AND ").join(sql.SQL("r.{k} = p.{k}").format(k=sql.Identifier(k)) for k in key)
+    with run.target.cursor() as cur:
+        cur.execute(sql.SQL(
+            "CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {pk_cols} FROM {pk} p"
+            " WHERE NOT EXISTS (SELECT 1 FROM {rows} r WHERE {in_rows})"
+            " AND (NOT EXISTS (SELECT 1 FROM {t} s WHERE {match})"
+            "      OR EXISTS (SELECT 1 FROM {t} s WHERE {match} AND {recent}))").format(
+            ch=changed, pk_cols=_keys(key, "p"), pk=pk, rows=rows, in_rows=in_rows, t=_from(unit.target),
+            match=match, recent=recent_target_filter(last, "s")))
+        n_changed = cur.rowcount
+        cur.execute(sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {sk} FROM {t} s"
+                            " WHERE NOT EXISTS (SELECT 1 FROM {pk} p WHERE {match})").format(
+            g=gone, sk=_keys(key, "s"), t=_from(unit.target), pk=pk, match=match))
+        n_gone = cur.rowcount
+    return Delta(sent.source_rows, fetched + n_changed, n_gone, time.perf_counter() - began)
+
+
 def fetch_changed(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
     """Prod's version of every new or changed row, by key, into `_dbsync_rows_i` on staging."""
     rows, changed = _temp("rows", i), _temp("changed", i)
     with run.target.cursor() as cur:
         cur.execute(sql.SQL("SELECT {} FROM {}").format(_keys(key), changed))
         wanted = cur.fetchall()
-        cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-            rows, sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns), _from(unit.target)))
+        _create_rows(cur, unit, i)
     if not wanted:
         return 0
     keys = sql.SQL("({})").format(_keys(key))
@@ -154,9 +233,14 @@ def fetch_changed(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
 def upsert(run, unit: Unit, key: tuple[str, ...], i: int) -> None:
     """Changed rows updated in place, new ones inserted: the table's own rows, never re-keyed."""
     rows, t = _temp("rows", i), unit.target.ident
-    match = sql.SQL(" AND ").join(sql.SQL("t.{k} = r.{k}").format(k=sql.Identifier(k)) for k in key)
+    match = key_match = sql.SQL(" AND ").join(sql.SQL("t.{k} = r.{k}").format(k=sql.Identifier(k)) for k in key)
     others = [c for c in unit.columns if c not in key]
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns)
+    if others and all(_HASHABLE.match(unit.target.columns[c].type) for c in others):
+        # Only rows that really differ are written (a row fetched again, unchanged, costs no tuple).
+        match = sql.SQL("{} AND ({}) IS DISTINCT FROM ({})").format(
+            match, sql.SQL(", ").join(sql.Identifier("t", c) for c in others),
+            sql.SQL(", ").join(sql.Identifier("r", c) for c in others))
     with run.target.cursor() as cur:
         if others:
             cur.execute(sql.SQL("UPDATE {} AS t SET ({}) = ROW({}) FROM {} r WHERE {}").format(
@@ -165,7 +249,7 @@ def upsert(run, unit: Unit, key: tuple[str, ...], i: int) -> None:
         cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} r"
                             " WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE {})").format(
             t, cols, sql.SQL(", ").join(sql.Identifier("r", c) for c in unit.columns), rows, _from(unit.target),
-            match))
+            key_match))
 
 
 def delete_gone(run, unit: Unit, key: tuple[str, ...], i: int) -> int:

@@ -21,7 +21,7 @@ from dbsync.errors import DbSyncError, pg_message
 from dbsync.masking import plan as masking
 from dbsync.results import MaskingReport, TableCopied, TablePlanned
 from dbsync.sequences import reset_sequences
-from dbsync.sync import budget, delta, guards, setaside, validate
+from dbsync.sync import budget, changes, delta, guards, setaside, validate
 from dbsync.sync.copy import CopyResult, stream_copy
 from dbsync.sync.plan import plan_units
 from dbsync.sync.run import COMMITTING, Phase, SyncRun
@@ -127,11 +127,16 @@ def incremental(run: SyncRun) -> None:
         for unit, _ in candidates:
             cur.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(unit.target.ident))
     run.set_aside.triggers += setaside.disable_user_triggers(run.target, [u.target.oid for u, _ in candidates])
+    state = changes.read_state(run)
     found = {}
     for i, (unit, key) in enumerate(candidates):
         run.doing = f"comparing {unit.label}"
         run.check_budget()
-        found[unit.label] = _choose(run, unit, key, i)
+        last = state.get(unit.label)
+        if last is not None and last.fingerprint == changes.fingerprint(run, unit):
+            found[unit.label] = _decide(unit, delta.diff_recent(run, unit, key, i, last), "since the last sync")
+        else:
+            found[unit.label] = _choose(run, unit, key, i)
     _apply_deltas(run, [(u, k, i) for i, (u, k) in enumerate(candidates) if u.mode == "delta"])
     for unit, _ in candidates:
         if unit.mode != "full":
@@ -143,7 +148,11 @@ def _choose(run: SyncRun, unit, key, i) -> delta.Delta | None:
     if sampled is not None and sampled > delta.AUTO_FULL_FRACTION:
         unit.reason = f"about {sampled:.0%} of its rows differ (a sample): a full copy is cheaper"
         return None
-    found = delta.diff(run, unit, key, i)
+    return _decide(unit, delta.diff(run, unit, key, i), "by digest")
+
+
+def _decide(unit, found: delta.Delta, how: str) -> delta.Delta:
+    found.how = how
     if found.fraction > delta.AUTO_FULL_FRACTION:
         unit.reason = f"{found.fraction:.0%} of its rows differ: a full copy is cheaper"
     elif found.changed > delta.MAX_DELTA_KEYS:
@@ -182,7 +191,8 @@ def _report_delta(run: SyncRun, unit, found: delta.Delta) -> None:
         table=unit.label, rows=found.source_rows, bytes=0, seconds=round(found.digest_seconds, 4),
         format="binary" if unit.binary else "text", mode=unit.mode,
         rows_copied=found.changed if unit.mode == "delta" else 0,
-        rows_deleted=found.gone if unit.mode == "delta" else 0, digest_seconds=round(found.digest_seconds, 4)))
+        rows_deleted=found.gone if unit.mode == "delta" else 0, digest_seconds=round(found.digest_seconds, 4),
+        found=found.how))
 
 
 def truncate(run: SyncRun) -> None:
@@ -264,6 +274,8 @@ def repair_sequences(run: SyncRun) -> None:
 
 
 def commit(run: SyncRun) -> None:
+    # What this sync saw, per table, for the next incremental one (dbsync.sync.changes).
+    changes.write_state(run, run.units)
     run.target.commit()
     run.source.rollback()
     run.notify({"event": "done", "tables": len(run.units), "seconds": round(time.perf_counter() - run.started, 4)})

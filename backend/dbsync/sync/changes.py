@@ -1,0 +1,124 @@
+"""Finding what changed without hashing every row: what the last sync saw is recorded on staging.
+
+After every sync, staging's table `dbsync.sync_state` keeps, per synced table, the xmin of the
+source snapshot the sync read (every prod row written by a transaction older than that was in
+it), the xid of the sync's own transaction on staging, and a fingerprint of how the table was
+copied (columns, masking expressions, the key's digest). The next incremental sync, if all of
+that still holds (same source cluster and database, xids moving forward, the same fingerprint),
+needs per table only:
+- prod's rows written since that snapshot (`age(xmin) <= age(<recorded xmin>)`: a scan with a
+  cheap filter; frozen rows count as old), its keys (a narrow COPY), and
+- staging's rows written since the last sync (`age(xmin) < age(<its xid>)`), its keys.
+Keys prod lacks are deleted; keys staging lacks or wrote to are fetched from prod by key; prod's
+recent rows are upserted. An over-estimate (a row in a transaction that was running at the
+snapshot) only costs a row fetched again. Anything unusual falls back to comparing digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import psycopg2
+from psycopg2 import sql
+
+from dbsync.sync.plan import Unit
+
+STATE_SCHEMA, STATE_TABLE = "dbsync", "sync_state"
+STATE = sql.SQL("{}.{}").format(sql.Identifier(STATE_SCHEMA), sql.Identifier(STATE_TABLE))
+# Beyond this many transactions since the last sync, age() arithmetic (32 bits) is no longer safe.
+MAX_XID_DISTANCE = 1_000_000_000
+
+
+@dataclass
+class LastSync:
+    source_xmin: int
+    target_xid: int
+    fingerprint: str
+
+
+def fingerprint(run, unit: Unit) -> str:
+    """How the table travels: its COPY statement (columns, masking expressions, where) and the
+    masking key's digest. A change of any of them invalidates the recorded state."""
+    key = run.options.masking_key
+    text = unit.copy_out().as_string(run.source) + "|" + (hashlib.sha256(key.value).hexdigest() if key else "")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def source_identity(run) -> tuple[str, str]:
+    with run.source.cursor() as cur:
+        cur.execute("SELECT current_database()")
+        database = cur.fetchone()[0]
+        cur.execute("SAVEPOINT dbsync_sysid")
+        try:
+            cur.execute("SELECT system_identifier::text FROM pg_control_system()")
+            sysid = cur.fetchone()[0]
+            cur.execute("RELEASE SAVEPOINT dbsync_sysid")
+        except psycopg2.Error:
+            cur.execute("ROLLBACK TO SAVEPOINT dbsync_sysid")
+            sysid = ""
+    return sysid, database
+
+
+def read_state(run) -> dict[str, LastSync]:
+    """label → the last sync's record, where one is usable; {} when there is none."""
+    with run.target.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"{STATE_SCHEMA}.{STATE_TABLE}",))
+        if cur.fetchone()[0] is None:
+            return {}
+        sysid, database = source_identity(run)
+        cur.execute(sql.SQL("SELECT table_name, source_xmin::text, target_xid::text, fingerprint FROM {}"
+                            " WHERE source_system_id = %s AND source_database = %s").format(STATE), (sysid, database))
+        rows = cur.fetchall()
+    with run.source.cursor() as cur:
+        cur.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+        now = int(cur.fetchone()[0])
+    return {label: LastSync(int(x), int(t), f) for label, x, t, f in rows if 0 <= now - int(x) < MAX_XID_DISTANCE}
+
+
+def write_state(run, units: list[Unit]) -> None:
+    """Record what this sync saw, in its own transaction (it commits with the data or not at all).
+    An incremental sync creates the record; a full one keeps an existing record current and
+    otherwise leaves staging's schemas alone. Skipped, silently, where the target role may not
+    create the schema: the next incremental sync then compares digests."""
+    if not run.options.incremental:
+        with run.target.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (f"{STATE_SCHEMA}.{STATE_TABLE}",))
+            if cur.fetchone()[0] is None:
+                return
+    sysid, database = source_identity(run)
+    with run.source.cursor() as cur:
+        cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+        source_xmin = cur.fetchone()[0]
+    with run.target.cursor() as cur:
+        cur.execute("SAVEPOINT dbsync_state")
+        try:
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STATE_SCHEMA)))
+            cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, source_system_id text,"
+                                " source_database text, source_xmin xid8, target_xid xid8, fingerprint text,"
+                                " synced_at timestamptz)").format(STATE))
+            for unit in units:
+                cur.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s::xid8, pg_current_xact_id(), %s, now())"
+                                    " ON CONFLICT (table_name) DO UPDATE SET"
+                                    " source_system_id = excluded.source_system_id,"
+                                    " source_database = excluded.source_database, source_xmin = excluded.source_xmin,"
+                                    " target_xid = excluded.target_xid, fingerprint = excluded.fingerprint,"
+                                    " synced_at = excluded.synced_at").format(STATE),
+                            (unit.label, sysid, database, source_xmin, fingerprint(run, unit)))
+            cur.execute("RELEASE SAVEPOINT dbsync_state")
+        except psycopg2.Error:
+            cur.execute("ROLLBACK TO SAVEPOINT dbsync_state")
+
+
+def _xid32(xid8: int) -> sql.Composable:
+    return sql.SQL("{}::xid").format(sql.Literal(str(xid8 % 2**32)))
+
+
+def recent_source_filter(last: LastSync) -> sql.Composable:
+    """Prod rows written by a transaction at or after the recorded snapshot's xmin."""
+    return sql.SQL("age(xmin) <= age({})").format(_xid32(last.source_xmin))
+
+
+def recent_target_filter(last: LastSync, alias: str) -> sql.Composable:
+    """Staging rows written after the last sync's own transaction (someone used staging)."""
+    return sql.SQL("age({}) < age({})").format(sql.Identifier(alias, "xmin"), _xid32(last.target_xid))

@@ -1,0 +1,115 @@
+"""The incremental refresh against a full sync of the same state, in the same run.
+
+Two stagings start from one full sync of the benchmark database. Per pair: prod changes about 1%
+of the rows of every table (updates, inserts and deletes, spread across each table) and both
+stagings get the same day of staging-side writes; then, timed, `db-sync sync` (full) into one and
+`db-sync sync --incremental` into the other. Both must end identical (every table's rows, every
+sequence). A last round changes every row of prod's tables, where the incremental sync must fall
+back to full copies (the auto choice). Goals: incremental <= 0.5x the full sync at ~1% changed;
+<= 1.1x with every row changed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from benchmarks.common import Table, connect, create_database, drop_database, fmt_ratio, fmt_s, median, run_child
+from benchmarks.sync_bench import DST, SRC, db_sync_command, prepare, state
+from localdev.sampledata import create_schema
+
+DST2 = "bench_sync_dst_inc"
+
+
+def _execute(dsn: str, statements) -> None:
+    conn = connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            for st in statements:
+                cur.execute(*st) if isinstance(st, tuple) else cur.execute(st)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def prod_changes(k: int) -> list[tuple[str, dict]]:
+    """About 1% of each table: ~0.6% updated, ~0.2% inserted, ~0.2% deleted, spread by key."""
+    p = {"k": str(k), "u": k % 167, "d": k % 499, "b": k % 997}
+    return [(st, p) for st in (
+        "UPDATE users SET display_name = display_name || %(k)s WHERE id %% 167 = %(u)s",
+        "UPDATE authors SET born = coalesce(born, 1900) + 1 WHERE id %% 167 = %(u)s",
+        "UPDATE books SET title = title || %(k)s WHERE id %% 167 = %(u)s",
+        "UPDATE reviews SET rating = 1 + rating %% 5 WHERE id %% 167 = %(u)s",
+        "DELETE FROM reviews WHERE id %% 499 = %(d)s",
+        "DELETE FROM book_authors WHERE book_id %% 499 = %(d)s",
+        "DELETE FROM books WHERE id %% 997 = %(b)s",
+        "INSERT INTO books (title, owner_id) SELECT 'bench new ' || g, 1 FROM generate_series(1, 300) g",
+        "INSERT INTO reviews (book_id, user_id, rating, body) SELECT b.id, 1, 4, 'bench review'"
+        " FROM books b ORDER BY b.id DESC LIMIT 900",
+        "INSERT INTO users (email, display_name) SELECT 'bench' || g || '-' || %(k)s || '@corp.test', 'bench user'"
+        " FROM generate_series(1, 80) g",
+    )]
+
+
+STAGING_WRITES = [
+    "INSERT INTO books (title) SELECT 'a tester wrote this' FROM generate_series(1, 20)",
+    "UPDATE authors SET name = name || ' (staging edit)' WHERE id % 1000 = 7",
+    "DELETE FROM reviews WHERE id % 5000 = 3",
+]
+EVERY_ROW = ["UPDATE users SET display_name = display_name || '!'", "UPDATE authors SET born = coalesce(born, 0) + 1",
+             "UPDATE books SET title = title || '!'", "UPDATE reviews SET rating = 1 + rating % 5",
+             "UPDATE book_authors SET author_id = author_id"]
+
+
+def _sync(src: str, dst: str, *, incremental: bool):
+    env = {k: v for k, v in os.environ.items() if k not in ("SYNC_TARGET_ALLOWLIST", "SYNC_RULES_FILE", "SYNC_MODE")}
+    cmd = [db_sync_command(), "sync", "--source", src, "--target", dst, "--json"] + (
+        ["--incremental"] if incremental else [])
+    r = run_child(cmd, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"db-sync sync failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-2000:]}")
+    return r
+
+
+def _round(src, full_dst, inc_dst, changes, log, label):
+    _execute(src, changes)
+    for dst in (full_dst, inc_dst):
+        _execute(dst, STAGING_WRITES)
+    full = _sync(src, full_dst, incremental=False)
+    inc = _sync(src, inc_dst, incremental=True)
+    a, b = state(full_dst, fingerprint=True), state(inc_dst, fingerprint=True)
+    if a != b:
+        raise RuntimeError(f"after {label} the incremental staging differs from the full one: {a} != {b}")
+    log(f"  {label}: full {fmt_s(full.seconds)}  incremental {fmt_s(inc.seconds)}")
+    return full.seconds, inc.seconds
+
+
+def run(server, *, scale: float = 1.0, pairs: int = 3, log=print) -> tuple[Table, dict]:
+    log(f"incremental at scale {scale:g} ({pairs} rounds of ~1% changes, then one of every row changed)")
+    src, dst, counts, size = prepare(server, scale, log)
+    dst2 = create_database(server, DST2)
+    try:
+        conn = connect(dst2)
+        try:
+            create_schema(conn)
+        finally:
+            conn.close()
+        _sync(src, dst, incremental=False)
+        _sync(src, dst2, incremental=False)
+        small = [_round(src, dst, dst2, prod_changes(k + 1), log, f"round {k + 1} (~1%)") for k in range(pairs)]
+        every = _round(src, dst, dst2, EVERY_ROW, log, "every row changed")
+        if state(src) != state(dst2):
+            raise RuntimeError("the incremental staging's counts or sequences differ from prod's")
+    finally:
+        drop_database(server, DST2)
+        drop_database(server, DST)
+        drop_database(server, SRC)
+    table = Table("Incremental: db-sync sync --incremental vs a full db-sync sync of the same state (same run)",
+                  ["changes", "size", "rounds", "full sync", "incremental", "incremental/full"])
+    full_s, inc_s = [f for f, _ in small], [i for _, i in small]
+    table.add("~1% of rows", f"{size:.0f} MB", pairs, fmt_s(median(full_s)), fmt_s(median(inc_s)),
+              fmt_ratio(median(inc_s), median(full_s)))
+    table.add("every row", f"{size:.0f} MB", 1, fmt_s(every[0]), fmt_s(every[1]), fmt_ratio(every[1], every[0]))
+    table.notes.append("each round: prod updates ~0.6%, inserts ~0.2%, deletes ~0.2% of every table, spread by key;"
+                       " both stagings get the same staging-side writes; both end identical (checked)")
+    table.notes.append("goals: <= 0.5x at ~1% (stretch <= 0.2x); <= 1.1x with every row changed")
+    return table, {"scale": scale, "small": small, "every": every, "rows": counts}
