@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import Rules
 from dbsync.results import SyncReport
+from dbsync.sync.delta import DeltaConflict
 from dbsync.sync.phases import PHASES
 from dbsync.sync.run import Progress, SyncOptions, SyncRun, execute
 
@@ -39,4 +40,11 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
     options = SyncOptions(tables=None if tables is None else list(tables), dry_run=dry_run, allowlist=allowlist,
                           binary=binary, rebuild_indexes=rebuild_indexes, progress=progress, rules=rules,
                           masking_key=masking_key, max_seconds=max_seconds, incremental=incremental)
-    return execute(SyncRun(source_dsn, target_dsn, options), PHASES)
+    try:
+        return execute(SyncRun(source_dsn, target_dsn, options), PHASES)
+    except DeltaConflict as conflict:
+        # Rolled back; the same sync again, every table copied in full, from a new snapshot.
+        options.incremental = False
+        report = execute(SyncRun(source_dsn, target_dsn, options), PHASES)
+        report["fallback"] = f"{conflict}: synced again in full"
+        return report

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
+from dbsync.errors import DbSyncError
 from dbsync.sync.copy import stream_copy
 from dbsync.sync.plan import Unit
 
@@ -33,6 +34,10 @@ AUTO_FULL_FRACTION = 0.25
 MAX_DELTA_KEYS = 200_000
 # The sample that decides early for a table with one integer key: keys divisible by this.
 SAMPLE_MODULUS = 97
+
+
+class DeltaConflict(DbSyncError):
+    """Applying a delta broke a constraint; the sync runs again in full."""
 
 
 @dataclass
@@ -157,6 +162,14 @@ def _copy_format(unit: Unit) -> sql.Composable:
     return sql.SQL(" WITH (FORMAT binary)") if unit.binary else sql.SQL("")
 
 
+def too_many_recent(run, unit: Unit, recent: sql.Composable, total: int) -> bool:
+    """Whether so many prod rows were written since the last sync that a full copy is cheaper
+    (counted, a scan with a cheap filter, before any row is fetched)."""
+    with run.source.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(_from(unit.source), recent))
+        return cur.fetchone()[0] > AUTO_FULL_FRACTION * max(1, total)
+
+
 def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
     """What differs, from what the last sync saw (dbsync.sync.changes): prod's recent rows into
     `_dbsync_rows_i`, the other keys to fetch into `_dbsync_changed_i`, vanished ones into
@@ -176,6 +189,8 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
     sent = stream_copy(run.source, run.target, keys_out, sql.SQL("COPY {} FROM STDIN{}").format(pk, _copy_format(unit)),
                        binary=unit.binary, stop_at=stop_at)
     recent = recent_source_filter(last)
+    if too_many_recent(run, unit, recent, sent.source_rows):
+        return Delta(sent.source_rows, sent.source_rows, 0, time.perf_counter() - began)
     where = sql.SQL("{} AND {}").format(where, recent) if unit.masked and unit.masked.where \
         else sql.SQL(" WHERE {}").format(recent)
     items = [sql.SQL("{} AS {}").format(e, sql.Identifier(c)) for e, c in zip(_source_items(unit), unit.columns,
@@ -186,19 +201,32 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
                           sql.SQL("COPY {} FROM STDIN{}").format(rows, _copy_format(unit)), binary=unit.binary,
                           stop_at=stop_at).target_rows
     match = sql.SQL(" AND ").join(sql.SQL("s.{k} = p.{k}").format(k=sql.Identifier(k)) for k in key)
-    in_rows = sql.SQL(" AND ").join(sql.SQL("r.{k} = p.{k}").format(k=sql.Identifier(k)) for k in key)
+    both = _temp("keys", i)
+    pk_cols = sql.SQL(", ").join(sql.SQL("p.{k} AS {p}").format(k=sql.Identifier(k), p=sql.Identifier(f"p_{k}"))
+                                 for k in key)
+    sk_cols = sql.SQL(", ").join(sql.SQL("s.{k} AS {s}").format(k=sql.Identifier(k), s=sql.Identifier(f"s_{k}"))
+                                 for k in key)
+    p0 = sql.Identifier(f"p_{key[0]}")
     with run.target.cursor() as cur:
+        # One hash join of prod's keys with staging's rows: keys only one side has, and staging's
+        # rows written since the last sync; everything else is the same on both sides.
         cur.execute(sql.SQL(
-            "CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {pk_cols} FROM {pk} p"
-            " WHERE NOT EXISTS (SELECT 1 FROM {rows} r WHERE {in_rows})"
-            " AND (NOT EXISTS (SELECT 1 FROM {t} s WHERE {match})"
-            "      OR EXISTS (SELECT 1 FROM {t} s WHERE {match} AND {recent}))").format(
-            ch=changed, pk_cols=_keys(key, "p"), pk=pk, rows=rows, in_rows=in_rows, t=_from(unit.target),
-            match=match, recent=recent_target_filter(last, "s")))
+            "CREATE TEMP TABLE {both} ON COMMIT DROP AS SELECT {pk_cols}, {sk_cols} FROM {pk} p FULL JOIN {t} s"
+            " ON {match} WHERE p.{k0} IS NULL OR s.{k0} IS NULL OR {recent}").format(
+            both=both, pk_cols=pk_cols, sk_cols=sk_cols, pk=pk, t=_from(unit.target), match=match,
+            k0=sql.Identifier(key[0]), recent=recent_target_filter(last, "s")))
+        renamed = sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(f"p_{k}"), sql.Identifier(k))
+                                     for k in key)
+        in_rows = sql.SQL(" AND ").join(sql.SQL("r.{k} = b.{pk}").format(k=sql.Identifier(k),
+                                                                         pk=sql.Identifier(f"p_{k}")) for k in key)
+        cur.execute(sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {renamed} FROM {both} b"
+                            " WHERE b.{p0} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rows} r WHERE {in_rows})").format(
+            ch=changed, renamed=renamed, both=both, p0=p0, rows=rows, in_rows=in_rows))
         n_changed = cur.rowcount
-        cur.execute(sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {sk} FROM {t} s"
-                            " WHERE NOT EXISTS (SELECT 1 FROM {pk} p WHERE {match})").format(
-            g=gone, sk=_keys(key, "s"), t=_from(unit.target), pk=pk, match=match))
+        cur.execute(sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {renamed} FROM {both} b"
+                            " WHERE b.{p0} IS NULL").format(
+            g=gone, both=both, p0=p0, renamed=sql.SQL(", ").join(
+                sql.SQL("{} AS {}").format(sql.Identifier(f"s_{k}"), sql.Identifier(k)) for k in key)))
         n_gone = cur.rowcount
     return Delta(sent.source_rows, fetched + n_changed, n_gone, time.perf_counter() - began)
 

@@ -163,25 +163,23 @@ def _decide(unit, found: delta.Delta, how: str) -> delta.Delta:
 
 
 def _apply_deltas(run: SyncRun, work: list) -> None:
-    """Upserts parents first, deletes children first, under one savepoint: a delta that breaks a
-    constraint (a unique value moving between rows) is undone and those tables are copied in full."""
+    """Upserts parents first, deletes children first. Not under a savepoint: rows a subtransaction
+    writes carry its own, later xid, which the next sync would take for staging's own writes
+    (dbsync.sync.changes). A delta that breaks a constraint (a unique value moving between rows)
+    fails the run instead, and sync_databases runs it again as a full sync."""
     order = delta.parents_first([u for u, _, _ in work], {k: v.references for k, v in run.target_catalog.keys.items()})
     by_unit = {id(u): (k, i) for u, k, i in work}
-    with run.target.cursor() as cur:
-        cur.execute("SAVEPOINT dbsync_delta")
-        try:
-            for unit in order:
-                run.doing = f"applying the changes to {unit.label}"
-                delta.fetch_changed(run, unit, *by_unit[id(unit)])
-                delta.upsert(run, unit, *by_unit[id(unit)])
-            for unit in reversed(order):
-                run.doing = f"deleting what prod no longer has from {unit.label}"
-                delta.delete_gone(run, unit, *by_unit[id(unit)])
-            cur.execute("RELEASE SAVEPOINT dbsync_delta")
-        except psycopg2.IntegrityError as exc:
-            cur.execute("ROLLBACK TO SAVEPOINT dbsync_delta")
-            for unit in order:
-                unit.mode, unit.reason = "full", f"the delta broke a constraint ({pg_message(exc)})"
+    try:
+        for unit in order:
+            run.doing = f"applying the changes to {unit.label}"
+            delta.fetch_changed(run, unit, *by_unit[id(unit)])
+            delta.upsert(run, unit, *by_unit[id(unit)])
+        for unit in reversed(order):
+            run.doing = f"deleting what prod no longer has from {unit.label}"
+            delta.delete_gone(run, unit, *by_unit[id(unit)])
+    except psycopg2.IntegrityError as exc:
+        raise delta.DeltaConflict(f"the changes to {run.doing.rsplit(' ', 1)[-1]} broke a constraint"
+                                  f" ({pg_message(exc)})") from None
 
 
 def _report_delta(run: SyncRun, unit, found: delta.Delta) -> None:
