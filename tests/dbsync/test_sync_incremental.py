@@ -189,3 +189,19 @@ def test_staging_readers_never_wait_during_an_incremental_sync(make_db):
         stop.set()
         thread.join()
     assert failures == [] and reads[0] > 0
+
+
+def test_a_delta_that_breaks_a_constraint_reruns_the_sync_in_full(make_db):
+    """Two users swap emails on prod: updated in place one row at a time, the unique index would
+    see a duplicate; the sync rolls back and runs again in full, ending where a full sync ends."""
+    prod = make_prod(make_db, 0.001)
+    execute(prod, "UPDATE users SET email = 'one@swap.test' WHERE id = 1",
+            "UPDATE users SET email = 'two@swap.test' WHERE id = 2")
+    staging = staging_of(make_db, prod)
+    execute(prod, "UPDATE users SET email = 'spare@swap.test' WHERE id = 1",
+            "UPDATE users SET email = 'one@swap.test' WHERE id = 2",
+            "UPDATE users SET email = 'two@swap.test' WHERE id = 1")
+    result = sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY, incremental=True)
+    assert "broke a constraint" in result["fallback"] and "synced again in full" in result["fallback"]
+    full = staging_of(make_db, prod)
+    assert everything(staging)["users"] == everything(full)["users"]
