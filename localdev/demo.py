@@ -24,8 +24,7 @@ import psycopg2
 from psycopg2 import sql
 
 from dbsync.errors import DbSyncError
-from dbsync.masking.key import MaskingKey
-from dbsync.masking.rules import load_rules
+from dbsync.settings import SyncSettings
 from dbsync.sync import sync_databases
 from localdev.oldsync import replicate_like_old_sync_dsn
 from localdev.pgserver import LocalServer, admin_execute, exit_on_sigterm
@@ -203,12 +202,13 @@ def demo(server: LocalServer, workdir: Path) -> list[str]:
     expect(default is None and n_seq == 0, f"staging's books.id has no default and staging has {n_seq} sequences")
 
     step("The book API, running against staging")
-    env = {"DATABASE_URL": staging_dsn, "STAGE": "staging", "LOCK_TIMEOUT": "10s"}
+    env = {"DATABASE_URL": staging_dsn, "LOCK_TIMEOUT": "10s"}
     # admin-route:begin
     import secrets
 
     admin_key = secrets.token_urlsafe(24)
     env["ADMIN_API_KEY"] = admin_key
+    env["STAGE"] = "staging"
     # admin-route:end
     api = Api(env, workdir)
     try:
@@ -265,8 +265,11 @@ def demo(server: LocalServer, workdir: Path) -> list[str]:
 
         started = time.monotonic()
         try:
-            result = sync_databases(prod_dsn, staging_dsn, progress=progress, rules=load_rules(RULES_FILE),
-                                    masking_key=MaskingKey(b"demo key: use SYNC_MASKING_KEY_SECRET_ARN when deployed"))
+            # The Lambda's settings, as `db-sync sync --rules` gives them: SYNC_RULES_FILE and the key.
+            settings = SyncSettings.load(sync_rules_file=str(RULES_FILE),
+                                         sync_masking_key="demo key: use SYNC_MASKING_KEY_SECRET_ARN when deployed")
+            result = sync_databases(prod_dsn, staging_dsn, progress=progress, rules=settings.rules(),
+                                    masking_key=settings.masking_key())
         except DbSyncError as exc:
             raise DemoFailed(f"the sync failed: {exc}") from None
         took = time.monotonic() - started

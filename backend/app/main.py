@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 
-from app.api.v1 import build_api_router
+from app.api.main import build_api_router
 from app.core.db import Database
 from app.core.log import logger
 from app.core.settings import Settings, get_settings

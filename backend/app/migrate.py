@@ -66,16 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dsn", help="default: the API's database (DATABASE_URL, or DB_SECRET_ARN with "
                                       "DB_HOST/DB_PORT/DB_NAME)")
     args = parser.parse_args(argv)
-    from app.core.db import Database
-    from app.core.settings import Settings, load_settings
+    from app.core.settings import Settings
     from dbsync.connect import connect
     from dbsync.errors import DbSyncError
 
     try:
         # A bad setting is a SettingsError (a DbSyncError): one line naming the variable.
-        settings = load_settings(Settings)
-        dsn = args.dsn or Database(settings).dsn()
-        conn = connect(dsn, role="API", lock_timeout=settings.lock_timeout, application_name="app.migrate")
+        settings = Settings.load()
+        options = {"lock_timeout": settings.lock_timeout, "application_name": "app.migrate"}
+        conn = connect(args.dsn, role="API", **options) if args.dsn else settings.connect(**options)
     except DbSyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,27 +17,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-from dbsync.config import (
-    endpoint_from_env,
-    incremental_from_env,
-    masking_key_from_env,
-    max_seconds_from_env,
-    rules_from_env,
-)
 from dbsync.connect import connect
 from dbsync.errors import DbSyncError
 from dbsync.sequences import ACTIONS, check_sequences, reset_sequences
+from dbsync.settings import DatabaseSettings, SourceDatabaseSettings, SyncSettings, TargetDatabaseSettings
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
 
-def _dsn_arg(parser: argparse.ArgumentParser, *, name: str = "--dsn", env: str = "DATABASE_URL",
-             help_text: str = "the database") -> None:
-    parser.add_argument(name, default=os.environ.get(env), metavar="URL",
-                        help=f"{help_text} (default: ${env})")
+def _dsn_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dsn", metavar="URL", help="the database (default: $DATABASE_URL)")
+
+
+def _dsn(args) -> str:
+    """--dsn, else DATABASE_URL (the API's database setting); "" when neither is given, which
+    `connect` refuses in one line."""
+    if args.dsn:
+        return args.dsn
+    url = DatabaseSettings.load().database_url
+    return url.get_secret_value() if url is not None else ""
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -58,7 +58,7 @@ def _counts(rows: list[dict]) -> dict[str, int]:
 
 
 def cmd_reset_sequences(args) -> int:
-    conn = connect(args.dsn, role="database")
+    conn = connect(_dsn(args), role="database")
     try:
         rows = reset_sequences(conn, dry_run=args.dry_run, schemas=args.schema or None, exact=args.exact,
                                create_missing=not args.no_create)
@@ -80,7 +80,7 @@ def cmd_reset_sequences(args) -> int:
 
 
 def cmd_check_sequences(args) -> int:
-    conn = connect(args.dsn, role="database")
+    conn = connect(_dsn(args), role="database")
     try:
         problems = check_sequences(conn, schemas=args.schema or None)
     finally:
@@ -107,13 +107,14 @@ def cmd_sync(args) -> int:
             print(f"  [{event['index']}/{event['count']}] {event['table']}: {event['rows']} rows,"
                   f" {mb:.1f} MB, {rate:.1f} MB/s", file=sys.stderr, flush=True)
 
-    source = args.source or endpoint_from_env("source")
-    target = args.target or endpoint_from_env("target")
-    rules = rules_from_env(args.rules)
+    source = args.source or SourceDatabaseSettings.load().required()
+    target = args.target or TargetDatabaseSettings.load().required()
+    settings = SyncSettings.load(sync_rules_file=args.rules, sync_max_seconds=args.max_seconds,
+                                 sync_mode="incremental" if args.incremental else None)
+    rules = settings.rules()
     result = sync_databases(source, target, tables=args.table, dry_run=args.dry_run, progress=progress,
-                            rules=rules, masking_key=masking_key_from_env(),
-                            max_seconds=max_seconds_from_env(args.max_seconds),
-                            incremental=incremental_from_env(args.incremental))
+                            rules=rules, masking_key=settings.masking_key(), max_seconds=settings.sync_max_seconds,
+                            incremental=settings.incremental)
     if rules is None:
         uncovered = result.get("masking", {}).get("uncovered") or []
         print("db-sync: warning: no masking rules (--rules or SYNC_RULES_FILE), so rows travel as they are"
@@ -141,8 +142,8 @@ def cmd_sync(args) -> int:
     return EXIT_OK
 
 
-def _rules_required(path: str | None):
-    rules = rules_from_env(path)
+def _rules_required(settings: SyncSettings):
+    rules = settings.rules()
     if rules is None:
         raise DbSyncError("no rules file: pass --rules FILE or set SYNC_RULES_FILE")
     return rules
@@ -152,8 +153,8 @@ def cmd_check_rules(args) -> int:
     """Every column of the database: the rule that applies, `uncovered`, or copied as it is."""
     from dbsync.masking.check import rules_report
 
-    rules = _rules_required(args.rules)
-    conn = connect(args.dsn, role="database")
+    rules = _rules_required(SyncSettings.load(sync_rules_file=args.rules))
+    conn = connect(_dsn(args), role="database")
     try:
         report = rules_report(conn, rules)
     finally:
@@ -172,7 +173,8 @@ def cmd_mask(args) -> int:
     """The rules applied in place, in one transaction (a restored snapshot of prod)."""
     from dbsync.masking.check import mask_database
 
-    result = mask_database(args.dsn, _rules_required(args.rules), masking_key_from_env(), dry_run=args.dry_run)
+    settings = SyncSettings.load(sync_rules_file=args.rules)
+    result = mask_database(_dsn(args), _rules_required(settings), settings.masking_key(), dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

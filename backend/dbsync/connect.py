@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import psycopg2
@@ -16,8 +15,13 @@ _TIMEOUT_RE = re.compile(r"^\s*\d+\s*(us|ms|s|min|h|d)?\s*$")
 
 
 def lock_timeout_setting(value: str | None = None) -> str:
-    """LOCK_TIMEOUT as PostgreSQL understands it (`10s`, `500ms`, `2min`; `0` disables)."""
-    value = (value if value is not None else os.environ.get("LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT).strip()
+    """`value` checked as PostgreSQL's lock_timeout (`10s`, `500ms`, `2min`; `0` disables);
+    None: the LOCK_TIMEOUT setting (dbsync.settings, which checks it with this function)."""
+    if value is None:
+        from dbsync.settings import SharedSettings  # it imports this module
+
+        return SharedSettings.load().lock_timeout
+    value = value.strip()
     if not _TIMEOUT_RE.match(value):
         raise DbSyncError(f"LOCK_TIMEOUT={value!r} is not a duration such as 10s, 500ms or 2min")
     return value

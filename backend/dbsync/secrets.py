@@ -13,7 +13,7 @@ from urllib.parse import quote
 from dbsync.errors import DbSyncError
 
 # Warm Lambdas reuse a fetched secret for this long; a rotation is caught earlier by the
-# re-fetch after an authentication failure (see `dbsync.config.Endpoint.connect`).
+# re-fetch after an authentication failure (see `dbsync.settings.DatabaseSettings.connect`).
 SECRET_MAX_AGE_SECONDS = 300
 
 

@@ -96,16 +96,14 @@ def admin_api(make_api, monkeypatch):
 
     def make(dsn: str, *, key: str | None = KEY, key_arn: str | None = None, stage: str | None = "staging",
              allow_prod: str | None = None, **settings):
-        for name in AdminSettings.model_fields:
-            monkeypatch.delenv(name.upper(), raising=False)
-        if key is not None:
-            monkeypatch.setenv("ADMIN_API_KEY", key)
-        if key_arn is not None:
-            monkeypatch.setenv("ADMIN_API_KEY_SECRET_ARN", key_arn)
-        if allow_prod is not None:
-            monkeypatch.setenv("ADMIN_ALLOW_PROD", allow_prod)
+        for name in AdminSettings.variables():
+            monkeypatch.delenv(name, raising=False)
+        for name, value in (("ADMIN_API_KEY", key), ("ADMIN_API_KEY_SECRET_ARN", key_arn), ("STAGE", stage),
+                            ("ADMIN_ALLOW_PROD", allow_prod)):
+            if value is not None:
+                monkeypatch.setenv(name, value)
         get_admin_settings.cache_clear()
-        return LambdaClient(make_api(database_url=dsn, stage=stage, **settings))
+        return LambdaClient(make_api(database_url=dsn, **settings))
 
     yield make
     get_admin_settings.cache_clear()

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from app.api.v1.admin import AdminSettings, get_admin_settings
-from app.core.settings import SettingsError
+from dbsync.settings import SettingsError
 from tests.support.admin_route import KEY, PATH, UNAUTHORIZED, assert_insert_still_broken, db_state, max_id
 from tests.support.http import free_port
 
@@ -134,6 +134,19 @@ def test_refusals_change_nothing(prod_and_staging, admin_api, audit_lines, reque
         assert all(json.loads(a)["status"] == expected for a in audits)
 
 
+@pytest.mark.parametrize("stage, production", [
+    (None, True), ("", True), ("  ", True), ("prod", True), ("PROD", True), ("production", True),
+    (" Staging ", False), ("dev", False),
+])
+def test_stage_fails_closed(monkeypatch, stage, production):
+    """STAGE, which only the route reads: unset (or blank), prod or production counts as production."""
+    for name in AdminSettings.variables():
+        monkeypatch.delenv(name, raising=False)
+    if stage is not None:
+        monkeypatch.setenv("STAGE", stage)
+    assert AdminSettings.load().is_production is production
+
+
 def test_403_names_the_stage(prod_and_staging, admin_api):
     _, staging = prod_and_staging
     r = admin_api(staging, stage="prod").post(PATH, headers={"X-API-Key": KEY})
@@ -245,7 +258,7 @@ def test_bad_admin_setting_is_one_line_naming_the_variable(db_dsn, make_api, mon
     get_admin_settings.cache_clear()
     try:
         with pytest.raises(SettingsError) as caught:
-            make_api(database_url=db_dsn, stage="staging")
+            make_api(database_url=db_dsn)
     finally:
         get_admin_settings.cache_clear()
     assert str(caught.value) == message and KEY not in str(caught.value)

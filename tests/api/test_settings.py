@@ -13,7 +13,8 @@ import pytest
 from psycopg2 import sql
 from pydantic import ValidationError
 
-from app.core.settings import Settings, SettingsError, get_settings
+from app.core.settings import Settings, get_settings
+from dbsync.settings import SettingsError
 from localdev.pgserver import admin_execute
 from tests.support.api import LambdaClient, clear_api_env
 from tests.support.http import free_port
@@ -29,8 +30,8 @@ def tcp_params(pg_server, dbname: str) -> dict:
 
 def test_settings_from_the_environment(monkeypatch):
     clear_api_env(monkeypatch)
-    monkeypatch.setenv("DATABASE_URL", "postgresql://u:pw@db.example/books")
-    monkeypatch.setenv("STAGE", " Staging ")
+    monkeypatch.setenv("DATABASE_URL", " postgresql://u:pw@db.example/books\n")
+    monkeypatch.setenv("DB_SECRET_ARN", "   ")  # blank counts as unset: not "both set"
     monkeypatch.setenv("LOCK_TIMEOUT", "250ms")
     monkeypatch.setenv("DB_PORT", "6543")
     get_settings.cache_clear()
@@ -39,20 +40,9 @@ def test_settings_from_the_environment(monkeypatch):
         assert get_settings() is s  # cached for the container's life
         assert s.database_url.get_secret_value() == "postgresql://u:pw@db.example/books"
         assert "pw" not in repr(s)
-        assert (s.stage, s.lock_timeout, s.db_port, s.is_production) == ("staging", "250ms", 6543, False)
+        assert (s.db_secret_arn, s.lock_timeout, s.db_port) == (None, "250ms", 6543)
     finally:
         get_settings.cache_clear()
-
-
-@pytest.mark.parametrize("stage, production", [
-    (None, True), ("", True), ("prod", True), ("PROD", True), ("production", True),
-    ("staging", False), ("dev", False),
-])
-def test_stage_fails_closed(monkeypatch, stage, production):
-    clear_api_env(monkeypatch)
-    if stage is not None:
-        monkeypatch.setenv("STAGE", stage)
-    assert Settings().is_production is production
 
 
 @pytest.mark.parametrize("value", ["soon", "10 parsecs", "-1s"])
@@ -120,10 +110,10 @@ def test_bad_setting_is_one_line_naming_the_variable(monkeypatch, env, message):
 
 
 @pytest.mark.parametrize("env, last_line", [
-    ({"DB_PORT": "abc"}, "app.core.settings.SettingsError: DB_PORT: Input should be a valid integer, "
+    ({"DB_PORT": "abc"}, "dbsync.settings.SettingsError: DB_PORT: Input should be a valid integer, "
                          "unable to parse string as an integer"),
     ({"DB_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds-AbCdEf"},
-     "app.core.settings.SettingsError: both DATABASE_URL and DB_SECRET_ARN are set; set only one"),
+     "dbsync.settings.SettingsError: both DATABASE_URL and DB_SECRET_ARN are set; set only one"),
 ])
 def test_bad_setting_at_import_of_the_lambda_module(env, last_line):
     """What Lambda's init (importing app.main) reports: one line naming the variable, no pydantic
@@ -140,8 +130,9 @@ def test_bad_setting_at_import_of_the_lambda_module(env, last_line):
 
 def _counting_connects(monkeypatch) -> list[bool]:
     """Spy on the API's connection attempts (the real ones, to the real server): one entry per
-    attempt, True when it was made with a freshly fetched secret."""
-    import app.core.db as db_module
+    attempt, True when it was made with a freshly fetched secret. The attempts are made by
+    dbsync.settings.DatabaseSettings.connect, which the sync's connections go through too."""
+    import dbsync.settings as db_module
 
     attempts: list[bool] = []
     real_connect, real_from_secret = db_module.connect, db_module.database_url_from_secret

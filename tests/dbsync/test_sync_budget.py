@@ -99,21 +99,16 @@ def test_cli_max_seconds_and_the_dry_run_estimate(slow_pair, monkeypatch, capsys
 
 def test_the_lambda_stops_with_a_few_seconds_left_on_its_clock(slow_pair, monkeypatch):
     """The budget is the invocation's remaining time less a margin: DbSyncError, never a timeout."""
+    from dbsync.settings import SyncSettings
     from lambdas.db_sync import handler
+    from tests.support.lambda_context import FakeLambdaContext
 
     src, tgt, rules = slow_pair
     monkeypatch.setenv("SOURCE_DATABASE_URL", src)
     monkeypatch.setenv("TARGET_DATABASE_URL", tgt)
-    monkeypatch.setattr(handler, "rules_from_env", lambda: rules)
+    monkeypatch.setattr(SyncSettings, "rules", lambda self: rules)
 
-    class Context:
-        aws_request_id = "test"
-        deadline = time.monotonic() + 3.3  # 3.3 s left: budget 1.3 s after the 2 s margin
-
-        def get_remaining_time_in_millis(self):
-            return int((self.deadline - time.monotonic()) * 1000)
-
-    context = Context()
+    context = FakeLambdaContext(remaining_seconds=3.3)  # 3.3 s left: budget 1.3 s after the 2 s margin
     with pytest.raises(DbSyncError, match="time budget of 1.3"):
         handler.lambda_handler({}, context)
     assert context.get_remaining_time_in_millis() > 1500

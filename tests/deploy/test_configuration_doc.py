@@ -1,11 +1,12 @@
 """docs/configuration.md names every setting the code and the template read; the docs' links resolve.
 
 The settings are collected from the source, not from a list kept here: `os.environ.get("X")`,
-`os.environ["X"]`, `"X" in os.environ`, `os.getenv("X")`, a lookup through a parameter with a
-constant default (`os.environ.get(env)` with `env="DATABASE_URL"`), the sync's
-`env.get(f"{prefix}_{name}")` (prefixes from the calls of the enclosing function, names from the
-calls of the inner getter), and the fields of pydantic `BaseSettings` classes (upper-cased, after
-any `env_prefix`). A lookup the collector cannot resolve fails the test rather than being skipped.
+`os.environ["X"]`, `"X" in os.environ`, `os.getenv("X")`, `env.get("X")` on a mapping standing for
+the environment, a lookup through a parameter with a constant default (`os.environ.get(env)` with
+`env="DATABASE_URL"`), and the fields of pydantic `BaseSettings` classes — subclasses of subclasses
+too, with the fields they inherit (dbsync.settings: `SourceDatabaseSettings(DatabaseSettings)`),
+upper-cased after the class's `env_prefix` (its own or its nearest base's). A lookup the collector
+cannot resolve fails the test rather than being skipped.
 Then every `Environment.Variables` name of the template's functions, and the stack parameter that
 sets it. No database needed.
 """
@@ -106,50 +107,67 @@ def _resolve_name(trees, node: ast.Name, parents) -> set[str]:
     return set()
 
 
-def _resolve_prefixed(trees, node: ast.JoinedStr, parents) -> set[str]:
-    """`env.get(f"{prefix}_{name}")`: `name` a parameter of an inner getter called with constants,
-    `prefix` a local assigned `<param>.upper()` in the enclosing function called with constants."""
-    parts = node.values
-    if not (len(parts) == 3 and isinstance(parts[0], ast.FormattedValue) and isinstance(parts[0].value, ast.Name)
-            and _const_str(parts[1]) == "_" and isinstance(parts[2], ast.FormattedValue)
-            and isinstance(parts[2].value, ast.Name)):
-        return set()
-    prefix_var, name_var = parts[0].value.id, parts[2].value.id
-    funcs = _enclosing_functions(node, parents)
-    getter = next((f for f in funcs if _param_default(f, name_var)[0]), None)
-    outer = next((f for f in funcs if f is not getter), None)
-    if getter is None or outer is None:
-        return set()
-    names = _argument_values(trees, getter, name_var, within=outer)
-    prefixes = set()
-    for stmt in ast.walk(outer):
-        if (isinstance(stmt, ast.Assign) and [getattr(t, "id", None) for t in stmt.targets] == [prefix_var]
-                and isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Attribute)
-                and stmt.value.func.attr == "upper" and isinstance(stmt.value.func.value, ast.Name)):
-            prefixes |= {v.upper() for v in _argument_values(trees, outer, stmt.value.func.value.id)}
-    return {f"{p}_{n}" for p in prefixes for n in names}
-
-
-def _settings_fields(node: ast.ClassDef) -> set[str]:
-    """A pydantic BaseSettings subclass's fields as environment variable names."""
-    prefix = ""
-    fields = set()
+def _env_prefix(node: ast.ClassDef) -> str | None:
+    """`model_config = SettingsConfigDict(env_prefix="SOURCE_")` in the class body, else None."""
     for stmt in node.body:
-        if isinstance(stmt, ast.Assign) and [getattr(t, "id", None) for t in stmt.targets] == ["model_config"]:
-            if isinstance(stmt.value, ast.Call):
-                for kw in stmt.value.keywords:
-                    if kw.arg == "env_prefix" and _const_str(kw.value) is not None:
-                        prefix = _const_str(kw.value)
+        if (isinstance(stmt, ast.Assign) and [getattr(t, "id", None) for t in stmt.targets] == ["model_config"]
+                and isinstance(stmt.value, ast.Call)):
+            for kw in stmt.value.keywords:
+                if kw.arg == "env_prefix" and _const_str(kw.value) is not None:
+                    return _const_str(kw.value)
+    return None
+
+
+def _own_fields(node: ast.ClassDef) -> list[str]:
+    fields = []
+    for stmt in node.body:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
             name = stmt.target.id
             if not name.startswith("_") and name != "model_config" and "ClassVar" not in ast.unparse(stmt.annotation):
-                fields.add(f"{prefix}{name}".upper())
+                fields.append(name)
     return fields
 
 
-def _is_settings_class(node: ast.ClassDef) -> bool:
-    return any((isinstance(b, ast.Name) and b.id == "BaseSettings")
-               or (isinstance(b, ast.Attribute) and b.attr == "BaseSettings") for b in node.bases)
+def _base_names(node: ast.ClassDef) -> list[str]:
+    return [b.id if isinstance(b, ast.Name) else b.attr for b in node.bases if isinstance(b, ast.Name | ast.Attribute)]
+
+
+def settings_classes(trees: dict[Path, ast.AST]) -> dict[str, tuple[Path, ast.ClassDef, set[str]]]:
+    """Every pydantic BaseSettings subclass in the scanned code, directly or through classes found
+    there: {name: (file, class, its variables)}. A class's variables are its own fields and its
+    bases' (as pydantic inherits them), each upper-cased after the class's `env_prefix` (its own,
+    else the nearest base's)."""
+    classes: dict[str, list[tuple[Path, ast.ClassDef]]] = {}
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                classes.setdefault(node.name, []).append((path, node))
+
+    def resolve(name: str, seen: tuple[str, ...] = ()) -> tuple[bool, list[str], str | None]:
+        """(is a settings class, its field names, its prefix)."""
+        if name == "BaseSettings":
+            return True, [], None
+        found = classes.get(name, [])
+        if len(found) != 1 or name in seen:
+            return False, [], None  # unknown here (a library class), or ambiguous
+        _, node = found[0]
+        is_settings, fields, prefix = False, [], _env_prefix(node)
+        for base in _base_names(node):
+            base_is, base_fields, base_prefix = resolve(base, (*seen, name))
+            if base_is:
+                is_settings = True
+                fields += [f for f in base_fields if f not in fields]
+                prefix = base_prefix if prefix is None else prefix
+        fields += [f for f in _own_fields(node) if f not in fields]
+        return is_settings, fields, prefix
+
+    out = {}
+    for name, found in classes.items():
+        is_settings, fields, prefix = resolve(name)
+        if is_settings:
+            path, node = found[0]
+            out[name] = (path, node, {f"{prefix or ''}{f}".upper() for f in fields})
+    return out
 
 
 def collect_code_settings(files: list[Path] | None = None) -> tuple[dict[str, set[str]], list[str]]:
@@ -166,6 +184,9 @@ def collect_code_settings(files: list[Path] | None = None) -> tuple[dict[str, se
         for name in names:
             found.setdefault(name, set()).add(where)
 
+    for path, _, names in settings_classes(trees).values():
+        for name in names:  # a base with no fields of its own (EnvSettings) reads nothing itself
+            found.setdefault(name, set()).add(path.relative_to(ROOT).as_posix())
     for path, tree in trees.items():
         parents = _parents(tree)
         for node in ast.walk(tree):
@@ -185,17 +206,12 @@ def collect_code_settings(files: list[Path] | None = None) -> tuple[dict[str, se
             elif (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.In | ast.NotIn)
                   and _is_environ(node.comparators[0])):
                 key = node.left
-            elif isinstance(node, ast.ClassDef) and _is_settings_class(node):
-                add(_settings_fields(node), path, node)
-                continue
             if key is None:
                 continue
             if _const_str(key) is not None:
                 add({_const_str(key)}, path, node)
             elif isinstance(key, ast.Name):
                 add(_resolve_name(trees, key, parents), path, node)
-            elif isinstance(key, ast.JoinedStr):
-                add(_resolve_prefixed(trees, key, parents), path, node)
             else:
                 add(set(), path, node)
     return found, unresolved
@@ -257,9 +273,27 @@ def named_in(text: str, name: str) -> bool:
 def test_the_collectors_find_known_settings():
     found, unresolved = collect_code_settings()
     assert unresolved == [], "extend the collector for these lookups:\n" + "\n".join(unresolved)
-    # Each found through a different form: a pydantic field, the sync's composed name, a constant.
+    # Each found through a different form: a pydantic field, one inherited under a prefix, a constant.
     assert {"DATABASE_URL", "SOURCE_DATABASE_URL", "SYNC_TARGET_ALLOWLIST", "LOCK_TIMEOUT"} <= set(found)
     assert {"TARGET_DB_PORT", "DB_SECRET_ARN", "TEST_DATABASE_URL"} <= set(found)
+    assert "backend/app/core/settings.py" in found["DB_PORT"]  # app's Settings inherits DatabaseSettings's fields
+    assert not {"SOURCE_LOCK_TIMEOUT", "SETTINGS_DB_PORT"} & set(found)
+
+
+def test_the_class_collector_follows_bases_and_prefixes(tmp_path):
+    code = tmp_path / "settings.py"
+    code.write_text(
+        "from pydantic_settings import BaseSettings, SettingsConfigDict\n"
+        "class Base(BaseSettings):\n    model_config = SettingsConfigDict(env_ignore_empty=True)\n"
+        "class Db(Base):\n    url: str | None = None\n    role: ClassVar[str] = 'x'\n"
+        "class Source(Db):\n    model_config = SettingsConfigDict(env_prefix='SOURCE_')\n"
+        "class Shared(Base):\n    lock_timeout: str = '10s'\n"
+        "class Api(Shared, Db):\n    pass\n"
+        "class NotSettings:\n    field: int = 0\n")
+    tree = ast.parse(code.read_text())
+    classes = {name: names for name, (_, _, names) in settings_classes({code: tree}).items()}
+    assert classes == {"Base": set(), "Db": {"URL"}, "Source": {"SOURCE_URL"}, "Shared": {"LOCK_TIMEOUT"},
+                       "Api": {"LOCK_TIMEOUT", "URL"}}
     template = collect_template_settings()
     assert {"SYNC_TARGET_ALLOWLIST", "LOCK_TIMEOUT", "SOURCE_DB_SECRET_ARN"} <= set(template)
     assert template["LOCK_TIMEOUT"] == {"LockTimeout"}

@@ -28,12 +28,12 @@ BIN = Path(sys.executable).parent
 
 # The settings named in the README's table; the template must not invent others.
 KNOWN_ENV = {
-    "DATABASE_URL", "DB_SECRET_ARN", "DB_HOST", "DB_PORT", "DB_NAME", "STAGE", "LOCK_TIMEOUT",
+    "DATABASE_URL", "DB_SECRET_ARN", "DB_HOST", "DB_PORT", "DB_NAME", "LOCK_TIMEOUT",
     "SOURCE_DATABASE_URL", "TARGET_DATABASE_URL", "SOURCE_DB_SECRET_ARN", "TARGET_DB_SECRET_ARN",
     "SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "TARGET_DB_HOST", "TARGET_DB_PORT",
     "TARGET_DB_NAME", "SYNC_TARGET_ALLOWLIST", "SYNC_RULES_FILE", "SYNC_MASKING_KEY", "SYNC_MASKING_KEY_SECRET_ARN",
     # admin-route:begin
-    "ADMIN_API_KEY", "ADMIN_API_KEY_SECRET_ARN", "ADMIN_ALLOW_PROD",
+    "ADMIN_API_KEY", "ADMIN_API_KEY_SECRET_ARN", "ADMIN_ALLOW_PROD", "STAGE",
     # admin-route:end
 }
 
@@ -197,7 +197,8 @@ def test_environment_uses_only_documented_settings(transformed):
     api = resources["ApiFunction"]["Properties"]["Environment"]["Variables"]
     assert api["DB_SECRET_ARN"] == REQUIRED["DbSecretArn"]
     assert (api["DB_HOST"], api["DB_PORT"], api["DB_NAME"]) == ("db.internal", "5433", "books")
-    assert api["STAGE"] == "staging" and api["LOCK_TIMEOUT"] == "10s"
+    assert api["LOCK_TIMEOUT"] == "10s"
+    assert api["STAGE"] == "staging"  # admin-route
     sync = resources["DbSyncFunction"]["Properties"]["Environment"]["Variables"]
     assert sync["SYNC_TARGET_ALLOWLIST"] == REQUIRED["SyncTargetAllowlist"]
     assert sync["SOURCE_DB_HOST"] == "prod.internal" and sync["TARGET_DB_NAME"] == "staging"
@@ -286,7 +287,7 @@ def test_the_template_names_both_handlers():
 def test_handler_imports_from_the_artifact_alone(handler):
     """Import the handler as Lambda would: a fresh interpreter, only backend/ on the path, no settings."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "DB_", "SOURCE_", "TARGET_", "ADMIN_", "STAGE"))}
+           if not k.startswith(("DATABASE_URL", "DB_", "SOURCE_", "TARGET_", "ADMIN_"))}
     env["PYTHONPATH"] = str(ROOT / "backend")
     env.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
     module, _, attr = handler.rpartition(".")

@@ -109,18 +109,19 @@ def test_removal_gate_follows_the_real_check_sequences_answer(tmp_path, prod_and
 
     from dbsync.sequences import reset_sequences
     from lambdas.db_sync.handler import lambda_handler
+    from tests.support.lambda_context import FakeLambdaContext
 
     _, staging_dsn = prod_and_staging
     monkeypatch.setenv("TARGET_DATABASE_URL", staging_dsn)
     ok = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
 
-    broken = json.loads(json.dumps(lambda_handler({"action": "check-sequences"}, None)))
+    broken = json.loads(json.dumps(lambda_handler({"action": "check-sequences"}, FakeLambdaContext())))
     gate = _gate(tmp_path, ok, broken)
     assert gate.returncode == 1, gate.stdout + gate.stderr
     assert "books" in (tmp_path / "summary.md").read_text()
 
     reset_sequences(connect_db(staging_dsn))
-    clean = json.loads(json.dumps(lambda_handler({"action": "check-sequences"}, None)))
+    clean = json.loads(json.dumps(lambda_handler({"action": "check-sequences"}, FakeLambdaContext())))
     gate = _gate(tmp_path, ok, clean)
     assert gate.returncode == 0, gate.stdout + gate.stderr
 

@@ -11,6 +11,7 @@ import pytest
 
 from dbsync.errors import DbSyncError
 from tests.support.db import snapshot
+from tests.support.lambda_context import FakeLambdaContext as Context
 
 SCHEDULED_EVENT = {
     "version": "0",
@@ -23,13 +24,6 @@ SCHEDULED_EVENT = {
     "resources": ["arn:aws:events:eu-west-1:123456789012:rule/db-sync-nightly"],
     "detail": {},
 }
-
-
-class Context:
-    function_name = "db_sync"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:db_sync"
-    aws_request_id = "req-1234"
 
 
 # aws (Secrets Manager faked by moto, the sync's variables cleared) and handler_logs are fixtures
@@ -100,7 +94,7 @@ def test_scheduled_event_with_secrets_syncs_and_fixes_inserts(aws, monkeypatch, 
         assert new_id > cur.fetchone()[0]
     staging.rollback()
 
-    assert lambda_handler({"action": "check-sequences"}, None) == {"ok": True, "problems": []}
+    assert lambda_handler({"action": "check-sequences"}, Context()) == {"ok": True, "problems": []}
 
     lines = log_lines(handler_logs)
     messages = [line["message"] for line in lines]
@@ -152,22 +146,90 @@ def test_database_urls_from_the_environment_and_refusals(monkeypatch, prod_and_s
 
     prod_dsn, staging_dsn = prod_and_staging
     with pytest.raises(DbSyncError, match="no source database configured: set SOURCE_DATABASE_URL"):
-        lambda_handler(SCHEDULED_EVENT, None)
+        lambda_handler(SCHEDULED_EVENT, Context())
     monkeypatch.setenv("SOURCE_DATABASE_URL", prod_dsn)
     monkeypatch.setenv("TARGET_DATABASE_URL", staging_dsn)
     with pytest.raises(DbSyncError, match="unknown action 'drop-everything'"):
-        lambda_handler({"action": "drop-everything"}, None)
+        lambda_handler({"action": "drop-everything"}, Context())
     before = snapshot(staging_dsn)
     with pytest.raises(DbSyncError, match="is empty: omit it to sync every table"):
-        lambda_handler({"action": "sync", "tables": []}, None)
+        lambda_handler({"action": "sync", "tables": []}, Context())
     with pytest.raises(DbSyncError, match="must be true or false"):
-        lambda_handler({"action": "sync", "dry_run": "false"}, None)
+        lambda_handler({"action": "sync", "dry_run": "false"}, Context())
     assert snapshot(staging_dsn) == before
-    dry = lambda_handler({"action": "sync", "dry_run": True, "tables": ["reviews"]}, None)
+    dry = lambda_handler({"action": "sync", "dry_run": True, "tables": ["reviews"]}, Context())
     assert dry["dry_run"] and [t["table"] for t in dry["tables"]] == ["public.reviews"]
     monkeypatch.setenv("SYNC_TARGET_ALLOWLIST", "staging-db.example.internal/staging")
     with pytest.raises(DbSyncError, match="not in SYNC_TARGET_ALLOWLIST"):
-        lambda_handler(SCHEDULED_EVENT, None)
+        lambda_handler(SCHEDULED_EVENT, Context())
     monkeypatch.setenv("TARGET_DB_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x")
     with pytest.raises(DbSyncError, match="both TARGET_DATABASE_URL and TARGET_DB_SECRET_ARN are set"):
-        lambda_handler(SCHEDULED_EVENT, None)
+        lambda_handler(SCHEDULED_EVENT, Context())
+
+
+# -- the event and the settings, before anything connects ---------------------------------------
+
+@pytest.mark.parametrize("event, message", [
+    ([], "the event must be a JSON object"),
+    ("sync", "the event must be a JSON object"),
+    ({"action": "drop-everything"}, "unknown action 'drop-everything': expected one of sync, check-sequences"),
+    ({"action": None}, "unknown action None: expected one of sync, check-sequences"),
+    ({"tables": "books"}, '"tables" must be a list of table names'),
+    ({"tables": ["books", 3]}, '"tables" must be a list of table names'),
+    ({"tables": []}, '"tables" is empty: omit it to sync every table'),
+    ({"dry_run": "false"}, '"dry_run" must be true or false'),
+    ({"dry_run": 0}, '"dry_run" must be true or false'),
+])
+def test_a_bad_event_is_refused_in_one_line(event, message):
+    from lambdas.db_sync.handler import parse_event
+
+    with pytest.raises(DbSyncError) as caught:
+        parse_event(event)
+    assert str(caught.value) == message
+    assert caught.value.__suppress_context__
+
+
+def test_events_parse_into_the_model():
+    from lambdas.db_sync.handler import DbSyncEvent, parse_event
+
+    assert parse_event(SCHEDULED_EVENT) == DbSyncEvent(action="sync", tables=None, dry_run=False)
+    assert parse_event(None) == parse_event({}) == DbSyncEvent()
+    assert parse_event({"action": "sync", "tables": ["public.books"], "dry_run": True}) == DbSyncEvent(
+        tables=["public.books"], dry_run=True)
+    assert parse_event({"action": "check-sequences"}).action == "check-sequences"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"TARGET_DB_PORT": "abc"},
+     "TARGET_DB_PORT: Input should be a valid integer, unable to parse string as an integer"),
+    ({"SOURCE_DB_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x"},
+     "both SOURCE_DATABASE_URL and SOURCE_DB_SECRET_ARN are set; set only one"),
+    ({"SYNC_MODE": "sometimes"}, "SYNC_MODE='sometimes' is not one of full, incremental"),
+    ({"SYNC_MAX_SECONDS": "-5"}, "SYNC_MAX_SECONDS: the time budget must be a positive number of seconds, not -5"),
+    ({"SYNC_MASKING_KEY": "hunter2-key", "SYNC_MASKING_KEY_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:k"},
+     "both SYNC_MASKING_KEY and SYNC_MASKING_KEY_SECRET_ARN are set; set only one"),
+    ({"LOCK_TIMEOUT": "soon"}, "LOCK_TIMEOUT='soon' is not a duration such as 10s, 500ms or 2min"),
+])
+def test_a_bad_setting_fails_the_invocation_in_one_line(aws, monkeypatch, handler_logs, env, message):
+    from lambdas.db_sync.handler import lambda_handler
+
+    monkeypatch.setenv("SOURCE_DATABASE_URL", "postgresql://prod:hunter2-pw@prod.example/books")
+    monkeypatch.setenv("TARGET_DATABASE_URL", "postgresql://staging:hunter2-pw@staging.example/books")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(DbSyncError) as caught:
+        lambda_handler(SCHEDULED_EVENT, Context())
+    assert str(caught.value) == message
+    assert "hunter2" not in handler_logs.getvalue()
+
+
+def test_log_lines_carry_the_lambda_context(aws, handler_logs):
+    from lambdas.db_sync.handler import lambda_handler
+
+    context = Context(aws_request_id="req-1234")
+    with pytest.raises(DbSyncError, match="no source database configured"):
+        lambda_handler({"action": "sync"}, context)
+    (line,) = log_lines(handler_logs)
+    assert line["message"] == "db_sync failed" and line["action"] == "sync"
+    assert (line["function_name"], line["function_request_id"]) == ("db_sync", "req-1234")
+    assert line["function_arn"] == context.invoked_function_arn and "cold_start" in line

@@ -7,11 +7,11 @@ import base64
 import json
 import time
 import uuid
-from types import SimpleNamespace
 
 from mangum import Mangum
 
 from app.core.settings import Settings
+from tests.support.lambda_context import FakeLambdaContext
 
 SOURCE_IP = "203.0.113.7"
 
@@ -50,10 +50,8 @@ def http_api_event(method: str, path: str, *, body: bytes | str | dict | None = 
     return event
 
 
-def lambda_context() -> SimpleNamespace:
-    return SimpleNamespace(function_name="book-api", memory_limit_in_mb=512, aws_request_id=uuid.uuid4().hex,
-                           invoked_function_arn="arn:aws:lambda:eu-west-1:123456789012:function:book-api",
-                           get_remaining_time_in_millis=lambda: 29_000)
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext("book-api", remaining_seconds=29, memory_limit_in_mb=512)
 
 
 class LambdaResponse:
@@ -95,5 +93,5 @@ class LambdaClient:
 
 def clear_api_env(monkeypatch) -> None:
     """The outer environment must not leak into an app a test builds."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
+    for name in Settings.variables():
+        monkeypatch.delenv(name, raising=False)

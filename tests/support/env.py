@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-# What the sync (CLI and db_sync Lambda) reads for its two databases and its guards.
-SYNC_SETTINGS = (
-    "SOURCE_DATABASE_URL", "TARGET_DATABASE_URL", "SOURCE_DB_SECRET_ARN", "TARGET_DB_SECRET_ARN",
-    "SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "TARGET_DB_HOST", "TARGET_DB_PORT",
-    "TARGET_DB_NAME", "SYNC_TARGET_ALLOWLIST", "LOCK_TIMEOUT",
-)
+from dbsync.settings import SourceDatabaseSettings, SyncSettings, TargetDatabaseSettings
+
+# What the sync (CLI and db_sync Lambda) reads: its two databases, its guards, masking, budget, mode.
+SYNC_SETTINGS = tuple(name for cls in (SourceDatabaseSettings, TargetDatabaseSettings, SyncSettings)
+                      for name in cls.variables())

@@ -13,14 +13,10 @@ from typing import TypeVar
 
 import psycopg2
 import psycopg2.extensions
-from starlette.requests import Request
 
 from app.core.log import logger
 from app.core.settings import Settings
-from dbsync.config import is_auth_failure
-from dbsync.connect import connect, describe_dsn
 from dbsync.errors import DbSyncError, pg_message
-from dbsync.secrets import database_url_from_secret
 
 T = TypeVar("T")
 
@@ -37,31 +33,10 @@ class Database:
         self._conn = None
         self._lock = threading.Lock()
 
-    def dsn(self, *, force_fetch: bool = False) -> str:
-        """DATABASE_URL, or the URL built from DB_SECRET_ARN (+ DB_HOST/DB_PORT/DB_NAME); the
-        settings refuse both at once."""
-        s = self.settings
-        if s.database_url is not None:
-            return s.database_url.get_secret_value()
-        if s.db_secret_arn:
-            return database_url_from_secret(s.db_secret_arn, host=s.db_host, port=s.db_port,
-                                            dbname=s.db_name, force_fetch=force_fetch)
-        raise DbSyncError("no database configured: set DATABASE_URL or DB_SECRET_ARN")
-
     def _open(self):
-        s = self.settings
-        try:
-            return connect(self.dsn(), role="API", lock_timeout=s.lock_timeout,
-                           application_name=APPLICATION_NAME)
-        except DbSyncError as exc:
-            # Only a rejected password means the cached secret may be stale (a rotation); any
-            # other failure would fail again, and an unreachable host would cost a second
-            # connect timeout out of the Lambda's 29 s.
-            if s.database_url is not None or not s.db_secret_arn or not is_auth_failure(str(exc)):
-                raise
-        # Fetch the secret afresh, once.
-        return connect(self.dsn(force_fetch=True), role="API", lock_timeout=s.lock_timeout,
-                       application_name=APPLICATION_NAME)
+        # DATABASE_URL, or DB_SECRET_ARN's database, re-read once after an authentication failure
+        # (a rotation): dbsync.settings.DatabaseSettings.connect, as the sync connects.
+        return self.settings.connect(lock_timeout=self.settings.lock_timeout, application_name=APPLICATION_NAME)
 
     def _connection(self):
         conn = self._conn
@@ -116,18 +91,6 @@ class Database:
         except psycopg2.Error:
             self._discard()
 
-    def describe(self) -> str:
-        """Where the API's database is, without the password (for logs)."""
-        s = self.settings
-        if s.database_url is not None:
-            return describe_dsn(s.database_url.get_secret_value())
-        return f"secret {s.db_secret_arn}" if s.db_secret_arn else "(no database configured)"
-
     def close(self) -> None:
         with self._lock:
             self._discard()
-
-
-def get_database(request: Request) -> Database:
-    """The app's Database (a dependency; the app built by `create_app` owns it)."""
-    return request.app.state.db

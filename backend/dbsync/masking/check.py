@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import psycopg2
 
 from dbsync.catalog import read_catalog
 from dbsync.compare import quote_ident
-from dbsync.config import endpoint_from_env
 from dbsync.errors import DbSyncError, pg_message
 from dbsync.masking import plan as masking
 from dbsync.masking.inplace import mask_in_place, plan_in_place
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import Rules
+from dbsync.settings import SourceDatabaseSettings
 from dbsync.sync import guards
 from dbsync.sync.sessions import abandon, close, open_session
 
@@ -45,9 +43,10 @@ def rules_report(conn, rules: Rules) -> dict:
 
 def _refuse_if_source(conn) -> None:
     """`mask` rewrites what it is pointed at: never the configured source (prod)."""
-    if not (os.environ.get("SOURCE_DATABASE_URL") or os.environ.get("SOURCE_DB_SECRET_ARN")):
+    settings = SourceDatabaseSettings.load()
+    if not settings.configured:
         return
-    source = endpoint_from_env("source").connect(role="source", options="-c default_transaction_read_only=on")
+    source = settings.connect(options="-c default_transaction_read_only=on")
     try:
         if guards.same_database(guards.server_identity(source), guards.server_identity(conn)):
             raise DbSyncError("refusing to mask the configured source database (SOURCE_*): db-sync mask rewrites"

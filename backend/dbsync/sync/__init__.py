@@ -29,7 +29,7 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
                    incremental: bool = False) -> SyncReport:
     """Copy the source's tables (all, or `tables`) into the target; return the report.
 
-    `source_dsn` / `target_dsn`: libpq URLs or DSNs, or config.Endpoint objects. `allowlist`
+    `source_dsn` / `target_dsn`: libpq URLs or DSNs, or dbsync.settings.DatabaseSettings. `allowlist`
     overrides SYNC_TARGET_ALLOWLIST. `binary` / `rebuild_indexes` exist to measure their effect.
     `rules` (dbsync.masking.rules.load_rules) mask personal data inside the source's COPY; keyed
     strategies need `masking_key` (dbsync.masking.key). `max_seconds`: the time budget — the sync

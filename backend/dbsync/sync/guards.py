@@ -8,13 +8,13 @@ seen coming (lock table, ownership, foreign keys from tables it does not copy).
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 
 import psycopg2
 
 from dbsync.catalog import constraints, privileges
 from dbsync.errors import DbSyncError, pg_message
+from dbsync.settings import SyncSettings
 
 # pg_try_advisory_xact_lock key shared by every db-sync process ("dbsync" in ASCII). Advisory
 # locks are per database, so syncs into different databases of one cluster do not collide.
@@ -103,7 +103,7 @@ def target_allowed(allowlist: list[tuple[str | None, str]] | None, *, host: str 
 def check_target_allowed(target_conn, allowlist_text: str | None = None) -> None:
     """Refuse unless the target, as actually connected, is allow-listed (or local when no list)."""
     if allowlist_text is None:
-        allowlist_text = os.environ.get("SYNC_TARGET_ALLOWLIST")
+        allowlist_text = SyncSettings.load().sync_target_allowlist
     allowlist = parse_allowlist(allowlist_text)
     with target_conn.cursor() as cur:
         cur.execute("SELECT host(inet_server_addr()), current_database()")

@@ -1,4 +1,4 @@
-"""The sync's two sessions: opened from a URL or an Endpoint, with pg_dump's output settings."""
+"""The sync's two sessions: opened from a URL or a DatabaseSettings, with pg_dump's output settings."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ SERVER_KEEPALIVES = (("tcp_keepalives_idle", "10"), ("tcp_keepalives_interval", 
 
 
 def open_session(endpoint, role: str, options: str | None = None):
-    """A DSN string, or an object with .connect(role) (config.Endpoint: secrets, re-fetch).
+    """A DSN string, or an object with .connect(role) (dbsync.settings.DatabaseSettings: secrets, re-fetch).
     `options`: startup settings (the masking key travels this way)."""
     conn = (connect(endpoint, role=role, options=options, params=LIBPQ_KEEPALIVES) if isinstance(endpoint, str)
             else endpoint.connect(role=role, options=options, params=LIBPQ_KEEPALIVES))

@@ -1,10 +1,13 @@
-"""The db_sync Lambda: event → sync_databases() (or the sequence check) → result.
+"""The db_sync Lambda: the event parsed (DbSyncEvent) → one service function (run_sync, or
+check_target) → its JSON-ready result.
 
 Events:
   - the EventBridge schedule (any event without an "action", e.g. {"source": "aws.events", …}),
     or {"action": "sync", "tables": [...], "dry_run": false}: run the sync;
   - {"action": "check-sequences"}: only check the target's sequences; returns
     {"ok": bool, "problems": [...]} (CI gates on it after a deploy).
+
+The settings are dbsync.settings' (SOURCE_*, TARGET_*, SYNC_*, LOCK_TIMEOUT), as for `db-sync sync`.
 
 A failed sync raises (one-line message): the invocation then counts as an error, so the
 function's Errors alarm and the asynchronous on-failure destination fire. Returning an error
@@ -13,45 +16,76 @@ dict would look like success to both. The target is unchanged whenever it raises
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger
+from typing import Any, Literal
 
-from dbsync.config import (
-    endpoint_from_env,
-    endpoints_from_env,
-    incremental_from_env,
-    masking_key_from_env,
-    max_seconds_from_env,
-    rules_from_env,
-)
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
 from dbsync.errors import DbSyncError
+from dbsync.results import SequenceProblem, SyncReport
 from dbsync.sequences import check_sequences, reset_sequences
+from dbsync.settings import SourceDatabaseSettings, SyncSettings, TargetDatabaseSettings
 from dbsync.sync import sync_databases
 
-__all__ = ["lambda_handler", "reset_sequences", "sync_databases"]
+__all__ = ["DbSyncEvent", "lambda_handler", "reset_sequences", "sync_databases"]
 
 logger = Logger(service="db_sync")
 
-_ACTIONS = ("sync", "check-sequences")
+ACTIONS = ("sync", "check-sequences")
 
 
-def _parse(event) -> dict:
-    if event is None:
-        event = {}
-    if not isinstance(event, dict):
-        raise DbSyncError("the event must be a JSON object")
-    action = event.get("action", "sync")
-    if action not in _ACTIONS:
-        raise DbSyncError(f"unknown action {action!r}: expected one of {', '.join(_ACTIONS)}")
-    tables = event.get("tables")
-    if tables is not None and (not isinstance(tables, list) or not all(isinstance(t, str) for t in tables)):
-        raise DbSyncError("\"tables\" must be a list of table names")
-    if tables == []:
-        # An empty list is more likely a bug in the caller than a request to copy everything.
-        raise DbSyncError("\"tables\" is empty: omit it to sync every table")
-    dry_run = event.get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise DbSyncError("\"dry_run\" must be true or false")
-    return {"action": action, "tables": tables, "dry_run": dry_run}
+class DbSyncEvent(BaseModel):
+    """The invocation's event. Keys it does not know are ignored (the schedule's `source`,
+    `detail-type`, …); each refusal is one line naming the key."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    action: Literal["sync", "check-sequences"] = "sync"
+    tables: list[str] | None = None  # schema.table or table; None: every table
+    dry_run: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: Any) -> Any:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ValueError("the event must be a JSON object")
+        return data
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _known_action(cls, value: Any) -> Any:
+        if not isinstance(value, str) or value not in ACTIONS:
+            raise ValueError(f"unknown action {value!r}: expected one of {', '.join(ACTIONS)}")
+        return value
+
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _table_names(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, list) or not all(isinstance(t, str) for t in value)):
+            raise ValueError('"tables" must be a list of table names')
+        if value == []:
+            # An empty list is more likely a bug in the caller than a request to copy everything.
+            raise ValueError('"tables" is empty: omit it to sync every table')
+        return value
+
+    @field_validator("dry_run", mode="before")
+    @classmethod
+    def _strict_bool(cls, value: Any) -> Any:
+        if not isinstance(value, bool):  # pydantic alone would take "false" or 0 for False
+            raise ValueError('"dry_run" must be true or false')
+        return value
+
+
+def parse_event(event: Any) -> DbSyncEvent:
+    """The event as a DbSyncEvent, or a DbSyncError whose one line says what is wrong."""
+    try:
+        return DbSyncEvent.model_validate(event)
+    except ValidationError as exc:
+        raise DbSyncError("; ".join(e["msg"].removeprefix("Value error, ")
+                                    for e in exc.errors(include_url=False, include_context=False))) from None
 
 
 def _log_progress(event: dict) -> None:
@@ -62,11 +96,12 @@ def _log_progress(event: dict) -> None:
                                            "mb_per_s": round(event["bytes"] / 2**20 / seconds, 2)})
 
 
-def _check(_request: dict) -> dict:
-    target = endpoint_from_env("target")
+def check_target(_request: DbSyncEvent, _context: LambdaContext) -> dict:
+    """The check-sequences action: {"ok": bool, "problems": [...]} for the target."""
+    target = TargetDatabaseSettings.load().required()
     conn = target.connect()
     try:
-        problems = check_sequences(conn)
+        problems: list[SequenceProblem] = check_sequences(conn)
     finally:
         conn.close()
     result = {"ok": not problems, "problems": problems}
@@ -80,28 +115,28 @@ def _check(_request: dict) -> dict:
 MARGIN_SHARE, MARGIN_MIN_S, MARGIN_MAX_S = 0.05, 2.0, 20.0
 
 
-def sync_budget(context) -> float | None:
+def sync_budget(context: LambdaContext, settings: SyncSettings | None = None) -> float:
     """The sync's time budget: the invocation's remaining time less a margin, and no more than
     SYNC_MAX_SECONDS when that is set."""
-    configured = max_seconds_from_env()
-    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining_ms is None:
-        return configured
-    left = remaining_ms() / 1000
+    configured = (settings or SyncSettings.load()).sync_max_seconds
+    left = context.get_remaining_time_in_millis() / 1000
     budget = max(0.001, left - min(MARGIN_MAX_S, max(MARGIN_MIN_S, MARGIN_SHARE * left)))
     return budget if configured is None else min(budget, configured)
 
 
-def _sync(request: dict, context=None) -> dict:
-    source, target = endpoints_from_env()
+def run_sync(request: DbSyncEvent, context: LambdaContext) -> SyncReport:
+    """The sync action: the report of dbsync.sync.sync_databases."""
+    source = SourceDatabaseSettings.load().required()
+    target = TargetDatabaseSettings.load().required()
+    settings = SyncSettings.load()
     logger.info("sync starting", extra={"source": source.describe(), "target": target.describe(),
-                                        "tables": request["tables"], "dry_run": request["dry_run"]})
-    rules = rules_from_env()
+                                        "tables": request.tables, "dry_run": request.dry_run})
+    rules = settings.rules()
     if rules is None:
         logger.warning("no masking rules (SYNC_RULES_FILE): rows travel unmasked")
-    result = sync_databases(source, target, tables=request["tables"], dry_run=request["dry_run"],
-                            progress=_log_progress, rules=rules, masking_key=masking_key_from_env(),
-                            max_seconds=sync_budget(context), incremental=incremental_from_env())
+    result = sync_databases(source, target, tables=request.tables, dry_run=request.dry_run,
+                            progress=_log_progress, rules=rules, masking_key=settings.masking_key(),
+                            max_seconds=sync_budget(context, settings), incremental=settings.incremental)
     if rules is None and result.get("masking", {}).get("uncovered"):
         logger.warning("personal-data columns copied unmasked", extra={"columns": result["masking"]["uncovered"]})
     logger.info("sync finished", extra={
@@ -111,16 +146,15 @@ def _sync(request: dict, context=None) -> dict:
     return result
 
 
-def lambda_handler(event, context):
-    logger.clear_state()
-    # Not inject_lambda_context: it requires a full context object; tests and manual runs pass None.
-    logger.append_keys(function_request_id=getattr(context, "aws_request_id", None))
+SERVICES = {"sync": run_sync, "check-sequences": check_target}
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
     try:
-        request = _parse(event)
-        logger.append_keys(action=request["action"])
-        if request["action"] == "check-sequences":
-            return _check(request)
-        return _sync(request, context)
+        request = parse_event(event)
+        logger.append_keys(action=request.action)
+        return SERVICES[request.action](request, context)
     except DbSyncError as exc:
         # One line, no traceback, no password (DbSyncError messages never carry one).
         logger.error("db_sync failed", extra={"error": str(exc)})

@@ -1,10 +1,11 @@
 """TEMPORARY: `POST /api/v1/admin/reset-sequences`, the key-protected repair of a staging database
 whose sequences and `nextval` defaults the old db_sync lost.
 
-Everything about the route lives in this file (its settings, models, key check and audit log), so
-that removing it once the db_sync fix is verified is: delete this file and its one line in
-`app/api/v1/__init__.py`. Without ADMIN_API_KEY or ADMIN_API_KEY_SECRET_ARN the route is not
-mounted at all (404, absent from the OpenAPI document): it can never be open.
+Everything about the route lives in this file (its settings, STAGE among them, models, key check
+and audit log), so that removing it once the db_sync fix is verified is: delete this file and its
+marked import and mount lines in `app/api/main.py`. Without ADMIN_API_KEY or
+ADMIN_API_KEY_SECRET_ARN the route is not mounted at all (404, absent from the OpenAPI document):
+it can never be open.
 
 Checks, in this order, before the request body is even read: the key (401, the same answer for a
 missing and a wrong one), the stage (403 on prod or an unset STAGE unless ADMIN_ALLOW_PROD), then
@@ -17,53 +18,63 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import psycopg2
 from fastapi import APIRouter, Depends, HTTPException, Request, Security, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from app.core.db import Database, get_database
+from app.api.deps import DatabaseDep
 from app.core.log import logger
-from app.core.settings import Settings, get_app_settings, load_settings, only_one
 from app.models.errors import ErrorBody
 from dbsync.errors import DbSyncError, pg_message
+from dbsync.results import ACTIONS, SequenceResult
 from dbsync.secrets import fetch_secret
-from dbsync.sequences import ACTIONS, reset_sequences
+from dbsync.sequences import reset_sequences
+from dbsync.settings import EnvSettings, only_one
 
-PATH = "/admin/reset-sequences"
 UNAUTHORIZED = "missing or invalid API key"
+PROD_STAGES = frozenset({"prod", "production"})
 
 
-class AdminSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
+class AdminSettings(EnvSettings):
+    """ADMIN_API_KEY or ADMIN_API_KEY_SECRET_ARN (neither: the route does not exist),
+    ADMIN_ALLOW_PROD, and STAGE, which only this route reads."""
 
     admin_api_key: SecretStr | None = None
     admin_api_key_secret_arn: str | None = None
     admin_allow_prod: bool = False
+    stage: str | None = None
+
+    @field_validator("stage")
+    @classmethod
+    def _lower_case_stage(cls, value: str | None) -> str | None:
+        return value.lower() if value is not None else None
 
     @model_validator(mode="after")
     def _one_key(self) -> AdminSettings:
-        only_one("ADMIN_API_KEY", self.admin_api_key and self.admin_api_key.get_secret_value().strip(),
-                 "ADMIN_API_KEY_SECRET_ARN", self.admin_api_key_secret_arn and self.admin_api_key_secret_arn.strip())
+        only_one("ADMIN_API_KEY", self.admin_api_key, "ADMIN_API_KEY_SECRET_ARN", self.admin_api_key_secret_arn)
         return self
 
     @property
     def configured(self) -> bool:
-        return bool(self.admin_api_key_secret_arn) or bool(
-            self.admin_api_key and self.admin_api_key.get_secret_value().strip())
+        return self.admin_api_key is not None or self.admin_api_key_secret_arn is not None
+
+    @property
+    def is_production(self) -> bool:
+        """Unset counts as production: a guard that depends on it must fail closed."""
+        return self.stage is None or self.stage in PROD_STAGES
 
     def key(self) -> bytes:
         """The key as bytes (UTF-8): ADMIN_API_KEY, else the secret (the settings refuse both at
         once, as they refuse DATABASE_URL with DB_SECRET_ARN). Surrounding whitespace is dropped:
         HTTP strips it from header values too, and a secret written from a file often ends in a
         newline. Raises DbSyncError when the secret cannot be read or is empty."""
-        if self.admin_api_key and self.admin_api_key.get_secret_value().strip():
-            return self.admin_api_key.get_secret_value().strip().encode()
+        if self.admin_api_key is not None:
+            return self.admin_api_key.get_secret_value().encode()
         text = fetch_secret(self.admin_api_key_secret_arn or "").strip()
         if not text:
             raise DbSyncError(f"secret {self.admin_api_key_secret_arn} is empty")
@@ -72,7 +83,10 @@ class AdminSettings(BaseSettings):
 
 @lru_cache
 def get_admin_settings() -> AdminSettings:
-    return load_settings(AdminSettings)
+    return AdminSettings.load()
+
+
+AdminSettingsDep = Annotated[AdminSettings, Depends(get_admin_settings)]
 
 
 class ResetSequencesRequest(BaseModel):
@@ -93,25 +107,13 @@ class ResetCounts(BaseModel):
     error: int
 
 
-class SequenceResult(BaseModel):
-    """One sequence-fed column, as the engine reports it (extra engine keys pass through)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    table: str
-    column: str
-    sequence: str | None
-    value: int | None = Field(description="what the next INSERT gets")
-    schema_: str | None = Field(default=None, alias="schema")
-    previous: int | None = Field(default=None, description="what it would have got before; null = failed")
-    action: Literal["reset", "unchanged", "default_restored", "sequence_created", "error"]
-    error: str | None = None
-
-
 class ResetSequencesResponse(BaseModel):
     dry_run: bool
     counts: ResetCounts
-    sequences: list[SequenceResult]
+    # The engine's own result type (dbsync.results), so the schema and the JSON follow the engine.
+    sequences: list[SequenceResult] = Field(description=(
+        "one entry per sequence-fed column: `value` is what the next INSERT gets, `previous` what it "
+        "would have got before (null: it would have failed), `action` what the repair did"))
 
 
 # auto_error=False: this module answers a missing key itself, with the same 401 as a wrong one
@@ -135,33 +137,32 @@ def audit(request: Request, outcome: str, http_status: int, **fields: Any) -> No
     })
 
 
-class AdminGuard:
+async def require_admin(request: Request, api_key: Annotated[str | None, Security(api_key_header)],
+                        admin: AdminSettingsDep) -> None:
     """The key check, then the stage check; both answer before the body is read."""
+    try:
+        expected = await run_in_threadpool(admin.key)
+    except DbSyncError as exc:
+        logger.error("admin key unavailable", extra={"error": str(exc)})
+        audit(request, "key_unavailable", 503)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the admin key could not be read") from None
+    # Starlette decodes header bytes as latin-1, so encoding back gives the bytes sent; comparing
+    # bytes also keeps compare_digest from raising on a non-ASCII str.
+    given = (api_key or "").encode("latin-1")
+    if not secrets.compare_digest(given, expected):
+        audit(request, "unauthorized", 401, key_sent=api_key is not None)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED, headers={"WWW-Authenticate": "APIKey"})
+    if admin.is_production and not admin.admin_allow_prod:
+        stage = f"STAGE={admin.stage!r}" if admin.stage else "STAGE is not set"
+        audit(request, "forbidden", 403, stage=admin.stage)
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"{stage}: reset-sequences runs only on a non-production stage "
+                            "(set ADMIN_ALLOW_PROD=true to override)")
 
-    def __init__(self, admin: AdminSettings):
-        self.admin = admin
 
-    async def __call__(self, request: Request, api_key: Annotated[str | None, Security(api_key_header)],
-                       settings: Annotated[Settings, Depends(get_app_settings)]) -> None:
-        try:
-            expected = await run_in_threadpool(self.admin.key)
-        except DbSyncError as exc:
-            logger.error("admin key unavailable", extra={"error": str(exc)})
-            audit(request, "key_unavailable", 503)
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the admin key could not be read") from None
-        # Starlette decodes header bytes as latin-1, so encoding back gives the bytes sent; comparing
-        # bytes also keeps compare_digest from raising on a non-ASCII str.
-        given = (api_key or "").encode("latin-1")
-        if not secrets.compare_digest(given, expected):
-            audit(request, "unauthorized", 401, key_sent=api_key is not None)
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED,
-                                headers={"WWW-Authenticate": "APIKey"})
-        if settings.is_production and not self.admin.admin_allow_prod:
-            stage = f"STAGE={settings.stage!r}" if settings.stage else "STAGE is not set"
-            audit(request, "forbidden", 403, stage=settings.stage)
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"{stage}: reset-sequences runs only on a non-production stage "
-                                "(set ADMIN_ALLOW_PROD=true to override)")
+# The router app.api.main mounts at /api/v1/admin when a key is configured; every route on it
+# passes require_admin first.
+router = APIRouter(dependencies=[Depends(require_admin)])
 
 
 async def read_body(request: Request) -> ResetSequencesRequest:
@@ -177,17 +178,30 @@ async def read_body(request: Request) -> ResetSequencesRequest:
         ) from None
 
 
-def _summary(body: ResetSequencesRequest, results: list[dict]) -> ResetSequencesResponse:
+def _summary(body: ResetSequencesRequest, results: list[SequenceResult]) -> ResetSequencesResponse:
     counts = Counter(r["action"] for r in results)
     return ResetSequencesResponse(
         dry_run=body.dry_run,
         counts=ResetCounts(**{a: counts.get(a, 0) for a in ACTIONS}),
-        sequences=[SequenceResult.model_validate(r) for r in results],
+        sequences=results,
     )
 
 
-async def reset_sequences_route(request: Request,
-                                db: Annotated[Database, Depends(get_database)]) -> ResetSequencesResponse:
+@router.post(
+    "/reset-sequences", response_model=ResetSequencesResponse,
+    summary="Repair sequence positions and nextval defaults on this (non-production) database",
+    responses={
+        401: {"model": ErrorBody, "description": "missing or invalid X-API-Key"},
+        403: {"model": ErrorBody, "description": "STAGE is prod or unset (see ADMIN_ALLOW_PROD)"},
+        422: {"description": "malformed body (only after the key and stage checks)"},
+        503: {"model": ErrorBody, "description": "database unreachable, a lock timeout, or no admin key"},
+    },
+    openapi_extra={"requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": ResetSequencesRequest.model_json_schema()}},
+    }},
+)
+async def reset_sequences_route(request: Request, db: DatabaseDep) -> ResetSequencesResponse:
     try:
         body = await read_body(request)
     except RequestValidationError:
@@ -215,10 +229,10 @@ async def reset_sequences_route(request: Request,
     counts = summary.counts.model_dump()
     # The engine reports a lock timeout on one column and goes on with the others. Busy is
     # transient, so the caller gets a 503 to retry on, which says what did get done.
-    locked = [r for r in summary.sequences if r.action == "error" and "lock timeout" in (r.error or "")]
+    locked = [r for r in summary.sequences if r["action"] == "error" and "lock timeout" in (r["error"] or "")]
     if locked:
         done = len(summary.sequences) - counts["error"]
-        raise _unavailable(request, body, f"{locked[0].error}; {len(locked)} column(s) locked, {done} handled"
+        raise _unavailable(request, body, f"{locked[0]['error']}; {len(locked)} column(s) locked, {done} handled"
                                           f"{' (dry run)' if body.dry_run else ''}: call again once the lock "
                                           "is released", counts=counts)
     audit(request, "ok" if not counts["error"] else "partial", 200, dry_run=body.dry_run,
@@ -229,31 +243,3 @@ async def reset_sequences_route(request: Request,
 def _unavailable(request: Request, body: ResetSequencesRequest, message: str, **fields: Any) -> HTTPException:
     audit(request, "database_error", 503, dry_run=body.dry_run, error=message, **fields)
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, message)
-
-
-def build_router(admin: AdminSettings) -> APIRouter:
-    router = APIRouter(tags=["admin (temporary)"])
-    router.add_api_route(
-        PATH, reset_sequences_route, methods=["POST"],
-        dependencies=[Depends(AdminGuard(admin))],
-        response_model=ResetSequencesResponse,
-        summary="Repair sequence positions and nextval defaults on this (non-production) database",
-        responses={
-            401: {"model": ErrorBody, "description": "missing or invalid X-API-Key"},
-            403: {"model": ErrorBody, "description": "STAGE is prod or unset (see ADMIN_ALLOW_PROD)"},
-            422: {"description": "malformed body (only after the key and stage checks)"},
-            503: {"model": ErrorBody, "description": "database unreachable, a lock timeout, or no admin key"},
-        },
-        openapi_extra={"requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": ResetSequencesRequest.model_json_schema()}},
-        }},
-    )
-    return router
-
-
-def include_in(parent: APIRouter, admin: AdminSettings | None = None) -> None:
-    """Mount the route only when a key is configured: without one it does not exist."""
-    admin = admin or get_admin_settings()
-    if admin.configured:
-        parent.include_router(build_router(admin))

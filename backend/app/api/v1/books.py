@@ -5,20 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 import psycopg2
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from psycopg2 import sql
 from psycopg2.extras import Json, RealDictCursor
 
-from app.core.db import Database, get_database
+from app.api.deps import DatabaseDep
+from app.core.db import Database
 from app.models.books import MAX_ID, Book, BookCreate, BookPage, BookUpdate
 from app.models.errors import ErrorBody
 
-router = APIRouter(prefix="/books", tags=["books"])
+router = APIRouter()  # mounted at /api/v1/books by app.api.main
 
 _COLUMNS = sql.SQL(", ").join(map(sql.Identifier, Book.model_fields))
 
 BookId = Annotated[int, Path(ge=1, le=MAX_ID, description="the book's id")]
-Db = Annotated[Database, Depends(get_database)]
 
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "no book with this id"}}
 _WRITE_ERRORS = {
@@ -26,10 +26,6 @@ _WRITE_ERRORS = {
     500: {"model": ErrorBody, "description": "the database refused the write (see the logs)"},
     503: {"model": ErrorBody, "description": "the database is unreachable or busy; try again"},
 }
-
-
-def include_in(parent: APIRouter) -> None:
-    parent.include_router(router)
 
 
 def _values(fields: dict) -> dict:
@@ -60,7 +56,7 @@ def _write(db: Database, query: sql.Composable, params: dict) -> dict | None:
 
 
 @router.get("", response_model=BookPage, summary="List books, oldest first")
-def list_books(db: Db, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+def list_books(db: DatabaseDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
                offset: Annotated[int, Query(ge=0, le=2**62)] = 0) -> BookPage:
     def work(conn):
         with conn.cursor(cursor_factory=RealDictCursor) as cur:
@@ -75,7 +71,7 @@ def list_books(db: Db, limit: Annotated[int, Query(ge=1, le=200)] = 50,
 
 
 @router.get("/{book_id}", response_model=Book, responses=_NOT_FOUND)
-def get_book(book_id: BookId, db: Db) -> Book:
+def get_book(book_id: BookId, db: DatabaseDep) -> Book:
     def work(conn):
         with conn.cursor(cursor_factory=RealDictCursor) as cur:
             cur.execute(sql.SQL("SELECT {} FROM books WHERE id = %s").format(_COLUMNS), (book_id,))
@@ -88,7 +84,7 @@ def get_book(book_id: BookId, db: Db) -> Book:
 
 
 @router.post("", response_model=Book, status_code=status.HTTP_201_CREATED, responses=_WRITE_ERRORS)
-def create_book(body: BookCreate, db: Db, request: Request, response: Response) -> Book:
+def create_book(body: BookCreate, db: DatabaseDep, request: Request, response: Response) -> Book:
     fields = body.model_dump()
     query = sql.SQL("INSERT INTO books ({}) VALUES ({}) RETURNING {}").format(
         sql.SQL(", ").join(map(sql.Identifier, fields)),
@@ -101,7 +97,7 @@ def create_book(body: BookCreate, db: Db, request: Request, response: Response) 
 
 
 @router.patch("/{book_id}", response_model=Book, responses={**_NOT_FOUND, **_WRITE_ERRORS})
-def update_book(book_id: BookId, body: BookUpdate, db: Db) -> Book:
+def update_book(book_id: BookId, body: BookUpdate, db: DatabaseDep) -> Book:
     fields = body.model_dump(exclude_unset=True)
     if not fields:
         return get_book(book_id, db)
@@ -117,7 +113,7 @@ def update_book(book_id: BookId, body: BookUpdate, db: Db) -> Book:
 
 
 @router.delete("/{book_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
-def delete_book(book_id: BookId, db: Db) -> Response:
+def delete_book(book_id: BookId, db: DatabaseDep) -> Response:
     def work(conn):
         with conn.cursor() as cur:
             cur.execute("DELETE FROM books WHERE id = %s RETURNING id", (book_id,))
