@@ -1,0 +1,172 @@
+"""dbsync.settings without a database: which connection errors count as an authentication failure
+(the one that re-fetches a rotated secret), the sync's two databases from SOURCE_*/TARGET_*
+variables and their one-line refusals, and describe_validation_error, which writes those lines."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
+
+from dbsync.errors import DbSyncError
+from dbsync.settings import (
+    SettingsError,
+    SourceDatabaseSettings,
+    TargetDatabaseSettings,
+    describe_validation_error,
+    is_auth_failure,
+)
+from tests.support.env import SYNC_SETTINGS
+
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-sync/target-AbCdEf"
+
+# Only what each test sets: none of the sync's variables from outside (tests/dbsync/conftest.py).
+pytestmark = pytest.mark.usefixtures("no_sync_env")
+
+
+# -- is_auth_failure --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("message", [
+    'cannot connect to the target database (u@h:5432/d): FATAL:  password authentication failed for user "u"',
+    'FATAL:  PAM authentication failed for user "u"',
+    "connection to server failed: fe_sendauth: no password supplied",
+    "FATAL: Password Authentication Failed",  # any case
+])
+def test_auth_failures(message):
+    assert is_auth_failure(message) is True
+
+
+@pytest.mark.parametrize("message", [
+    'FATAL:  database "nope" does not exist',
+    "could not connect to server: Connection refused",
+    "timeout expired",
+    'FATAL:  no pg_hba.conf entry for host "10.0.0.1", user "u", database "d", no encryption',
+    "",
+])
+def test_other_failures_are_not_auth_failures(message):
+    assert is_auth_failure(message) is False
+
+
+# -- the sync's databases from the environment -------------------------------------------------------
+
+def test_a_url(monkeypatch):
+    monkeypatch.setenv("SOURCE_DATABASE_URL", " postgresql://sync:hunter2-pw@prod.internal:5432/books ")
+    source = SourceDatabaseSettings.load().required()
+    assert source.dsn() == "postgresql://sync:hunter2-pw@prod.internal:5432/books"
+    assert source.describe() == "sync@prod.internal:5432/books"
+    assert "hunter2" not in repr(source)
+
+
+def test_a_secret_with_host_port_and_name_from_its_own_prefix_only(monkeypatch):
+    for name, value in (("TARGET_DB_SECRET_ARN", ARN), ("TARGET_DB_HOST", "staging.internal"),
+                        ("TARGET_DB_PORT", "5433"), ("TARGET_DB_NAME", "staging"), ("SOURCE_DB_HOST", "prod")):
+        monkeypatch.setenv(name, value)
+    target = TargetDatabaseSettings.load()
+    assert (target.db_secret_arn, target.db_host, target.db_port, target.db_name, target.database_url) == (
+        ARN, "staging.internal", 5433, "staging", None)
+    assert target.describe() == f"secret {ARN} (staging.internal/staging)"
+
+
+def test_blank_values_count_as_unset(monkeypatch):
+    monkeypatch.setenv("TARGET_DATABASE_URL", "postgresql://u@staging/books")
+    monkeypatch.setenv("TARGET_DB_SECRET_ARN", "   ")
+    monkeypatch.setenv("TARGET_DB_PORT", "")
+    target = TargetDatabaseSettings.load()
+    assert (target.db_secret_arn, target.db_port) == (None, None)
+    assert target.dsn() == "postgresql://u@staging/books"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"TARGET_DATABASE_URL": "postgresql://u:hunter2-pw@staging/books", "TARGET_DB_SECRET_ARN": ARN},
+     "both TARGET_DATABASE_URL and TARGET_DB_SECRET_ARN are set; set only one"),
+    ({"TARGET_DB_SECRET_ARN": ARN, "TARGET_DB_PORT": "54x32"},
+     "TARGET_DB_PORT: Input should be a valid integer, unable to parse string as an integer"),
+])
+def test_a_bad_setting_is_one_line_naming_the_variable(monkeypatch, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        TargetDatabaseSettings.load()
+    assert str(caught.value) == message
+    assert "hunter2" not in str(caught.value) and "54x32" not in str(caught.value)
+    assert caught.value.__suppress_context__
+
+
+@pytest.mark.parametrize("cls, message", [
+    (SourceDatabaseSettings, "no source database configured: set SOURCE_DATABASE_URL or SOURCE_DB_SECRET_ARN"),
+    (TargetDatabaseSettings, "no target database configured: set TARGET_DATABASE_URL or TARGET_DB_SECRET_ARN"),
+])
+def test_no_database_configured(monkeypatch, cls, message):
+    monkeypatch.setenv("TARGET_DB_HOST" if cls is SourceDatabaseSettings else "SOURCE_DB_HOST", "elsewhere")
+    settings = cls.load()  # loading is fine: the API and the CLI may not need both
+    assert settings.describe() == f"(no {cls.what} configured)"
+    with pytest.raises(DbSyncError) as caught:
+        settings.required()
+    assert str(caught.value) == message
+
+
+def test_the_variables_of_each_side():
+    assert SourceDatabaseSettings.variables() == ["SOURCE_DATABASE_URL", "SOURCE_DB_SECRET_ARN", "SOURCE_DB_HOST",
+                                                  "SOURCE_DB_PORT", "SOURCE_DB_NAME"]
+    assert set(TargetDatabaseSettings.variables()) <= set(SYNC_SETTINGS)
+
+
+# -- describe_validation_error -----------------------------------------------------------------------
+
+class Sample(BaseModel):
+    db_port: int | None = None
+    lock_timeout: str | None = None
+    mode: str | None = None
+
+    @field_validator("lock_timeout")
+    @classmethod
+    def _duration(cls, value):
+        if value is not None and not value.endswith("s"):
+            raise ValueError(f"LOCK_TIMEOUT={value!r} is not a duration such as 10s")
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value):
+        if value == "bad":
+            raise ValueError("the mode must be\n   a  word")
+        return value
+
+    @model_validator(mode="after")
+    def _not_both(self):
+        if self.db_port == 1 and self.mode == "prod":
+            raise ValueError("port 1 in prod")
+        return self
+
+
+def error(**values) -> ValidationError:
+    with pytest.raises(ValidationError) as caught:
+        Sample(**values)
+    return caught.value
+
+
+def test_a_type_error_names_the_upper_cased_variable_and_hides_the_value():
+    text = describe_validation_error(error(db_port="hunter2-pw"))
+    assert text == "DB_PORT: Input should be a valid integer, unable to parse string as an integer"
+    assert "hunter2" not in text
+
+
+def test_the_prefix_is_part_of_the_variable():
+    assert describe_validation_error(error(db_port="x"), "target_").startswith("TARGET_DB_PORT: ")
+
+
+def test_a_value_error_drops_pydantics_prefix_and_is_not_named_twice():
+    assert describe_validation_error(error(lock_timeout="soon")) == "LOCK_TIMEOUT='soon' is not a duration such as 10s"
+
+
+def test_a_value_error_not_starting_with_the_name_gets_it_in_front_on_one_line():
+    assert describe_validation_error(error(mode="bad")) == "MODE: the mode must be a word"
+
+
+def test_a_model_level_error_has_no_variable_in_front():
+    assert describe_validation_error(error(db_port=1, mode="prod")) == "port 1 in prod"
+
+
+def test_several_errors_are_joined_on_one_line():
+    text = describe_validation_error(error(db_port="abc", lock_timeout="soon", mode="bad"))
+    assert text == ("DB_PORT: Input should be a valid integer, unable to parse string as an integer; "
+                    "LOCK_TIMEOUT='soon' is not a duration such as 10s; MODE: the mode must be a word")
