@@ -4,10 +4,14 @@ The copy is what git would check out (tracked and not-ignored files). After the 
 read as if the route had never existed: no file names it, only marked lines went, the app imports
 and serves without it even with a key configured, a few API tests and the template checks pass,
 and ruff is clean. Kept small on purpose: it proves the removal, it is not a second test run.
+
+At the end, the script's pieces on their own (marker removal, the plan), on small texts and a
+small made-up tree.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -195,3 +199,139 @@ def test_dry_run_changes_nothing(pristine, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "delete  backend/app/api/v1/admin.py" in proc.stdout
     assert snapshot(root) == before
+
+
+# -- the script's pieces, without a copy of the tree -----------------------------------------------
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("teardown_script", ROOT / SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+teardown = _load_script()
+
+
+def removed(path: str, text: str) -> tuple[str, int, list[str]]:
+    problems: list[str] = []
+    new, count = teardown.remove_marked(path, text, problems)
+    return new, count, problems
+
+
+def test_markers_are_html_comments_in_markdown_and_hash_comments_elsewhere():
+    assert teardown.markers_for("docs/api.md") == (
+        "<!-- admin-route:begin -->", "<!-- admin-route:end -->", "<!-- admin-route -->")
+    for path in ("Makefile", "template.yaml", "backend/app/main.py", "README.rst"):
+        assert teardown.markers_for(path) == ("# admin-route:begin", "# admin-route:end", "# admin-route")
+
+
+def test_a_block_goes_with_its_markers_and_the_blank_lines_stay_as_they_were():
+    text = ("a = 1\n\n\n# admin-route:begin\ndef f():\n    pass\n# admin-route:end\n\n\n"
+            "b = 2\n    # admin-route:begin\n    c = 3\n    # admin-route:end\nd = 4\n")
+    assert removed("x.py", text) == ("a = 1\n\n\nb = 2\nd = 4\n", 2, [])
+
+
+def test_blank_lines_keep_the_larger_of_the_two_runs_that_meet():
+    assert removed("x.py", "a\n\n# admin-route:begin\nx\n# admin-route:end\n\n\nb\n")[0] == "a\n\n\nb\n"
+    assert removed("x.py", "a\n\n\n# admin-route:begin\nx\n# admin-route:end\nb\n")[0] == "a\n\n\nb\n"
+
+
+def test_at_the_start_or_the_end_of_a_file_no_blank_run_is_left():
+    assert removed("x.py", "# admin-route:begin\nx\n# admin-route:end\n\nb\n") == ("b\n", 1, [])
+    assert removed("x.py", "a\n\n# admin-route:begin\nx\n# admin-route:end\n") == ("a\n", 1, [])
+    assert removed("x.py", "a\n\n# admin-route:begin\nx\n# admin-route:end\n\n\n") == ("a\n", 1, [])
+
+
+def test_a_line_ending_in_the_single_marker_goes_alone():
+    text = 'KEEP = 1\nADMIN = "x"  # admin-route\n  - item  # admin-route\n# admin-route\nlast\n'
+    # A line that is nothing but the marker is not a marked line (it would name the route after).
+    assert removed("x.yaml", text) == ("KEEP = 1\n# admin-route\nlast\n", 2, [])
+
+
+def test_markdown_uses_its_own_markers_only():
+    text = ("# Title\n\n<!-- admin-route:begin -->\n## The route\n\ntext\n<!-- admin-route:end -->\n\n"
+            "| a | b |\n| route | x | <!-- admin-route -->\n| kept | y |\n# admin-route:begin\n")
+    assert removed("doc.md", text) == ("# Title\n\n| a | b |\n| kept | y |\n# admin-route:begin\n", 2, [])
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("a\n# admin-route:end\n", "x.py:2: '# admin-route:end' without a '# admin-route:begin' before it"),
+    ("a\n# admin-route:begin\nb\n", "x.py:2: '# admin-route:begin' is never closed by '# admin-route:end'"),
+    ("# admin-route:begin\na\n  # admin-route:begin\n# admin-route:end\n",
+     "x.py:3: '# admin-route:begin' inside the block opened at line 1"),
+    ("# admin-route:begin\n# admin-route:end\n# admin-route:end\n",
+     "x.py:3: '# admin-route:end' without a '# admin-route:begin' before it"),
+])
+def test_unbalanced_markers_are_a_problem_and_the_text_is_left_whole(text, problem):
+    assert removed("x.py", text) == (text, 0, [problem])
+
+
+ROUTE_TEST_FILES = ("tests/api/test_admin_route.py", "tests/api/test_admin_route_http.py")
+
+
+def made_up_tree(root: Path) -> Path:
+    """The smallest tree the script accepts: every file it deletes, a marked block or line in each
+    file that must have one (the router's mount among them), and an unrelated file."""
+    for rel in DELETED | set(ROUTE_TEST_FILES):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("# the admin route's, or its tooling's\n")
+    files = {
+        "template.yaml": "Resources:\n  Api: {}\n  # admin-route:begin\n  AdminKey: {}\n  # admin-route:end\n",
+        "README.md": "# Books\n\n<!-- admin-route:begin -->\nThe admin route.\n<!-- admin-route:end -->\n\nEnd.\n",
+        "Makefile": "test:\n\tpytest\n\n# admin-route:begin\nteardown-admin-route:\n\tpython3 x\n# admin-route:end\n",
+        "localdev/demo.py": "print('demo')\nprint('repair via the admin route')  # admin-route\n",
+        "backend/app/api/main.py": "from app.api.v1 import admin, books  # admin-route\n"
+                                   "from app.api.v1 import books\n\n"
+                                   "router.include_router(books.router)\n"
+                                   "router.include_router(admin.router)  # admin-route\n",
+        "backend/app/main.py": "app = None\n",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_the_plan_deletes_the_listed_files_and_edits_the_marked_ones(tmp_path):
+    root = made_up_tree(tmp_path)
+    before = snapshot(root)
+    deletions, edits, problems = teardown.plan(root)
+    assert problems == []
+    assert sorted(deletions) == sorted(DELETED | set(ROUTE_TEST_FILES))
+    assert edits == {
+        "template.yaml": "Resources:\n  Api: {}\n",
+        "README.md": "# Books\n\nEnd.\n",
+        "Makefile": "test:\n\tpytest\n",
+        "localdev/demo.py": "print('demo')\n",
+        "backend/app/api/main.py": "from app.api.v1 import books\n\nrouter.include_router(books.router)\n",
+    }
+    assert snapshot(root) == before  # planning reads only
+
+
+def test_the_plan_lists_every_problem_at_once(tmp_path):
+    root = made_up_tree(tmp_path)
+    (root / "backend/app/api/v1/admin.py").unlink()
+    for rel in ROUTE_TEST_FILES:
+        (root / rel).unlink()
+    (root / "localdev/demo.py").write_text("print('demo')\n")
+    (root / "backend/app/main.py").write_text("app = None\n# set ADMIN_API_KEY to mount it\n")
+    (root / "docs/notes.md").write_text("<!-- admin-route:begin -->\nnever closed\n")
+    deletions, edits, problems = teardown.plan(root)
+    assert problems == [
+        "backend/app/api/v1/admin.py: missing (expected as part of the admin route or its teardown)",
+        "tests/api/test_admin_route*.py: no test file of the route found",
+        "backend/app/main.py:2: still names the route after the teardown ('ADMIN_API_KEY'); mark it or reword it:"
+        " # set ADMIN_API_KEY to mount it",
+        "docs/notes.md:1: '<!-- admin-route:begin -->' is never closed by '<!-- admin-route:end -->'",
+        "localdev/demo.py: no admin-route block found (expected one)",
+    ]
+
+
+def test_the_routes_setting_left_unmarked_is_a_leftover(tmp_path):
+    root = made_up_tree(tmp_path)
+    (root / "backend/app/main.py").write_text("app = None\nSTAGE = 'x'\nstage = 'fine'\n")
+    (root / "template.yaml").write_text("Parameters:\n  Stage: {}  # admin-route\n  Other: {}\n  Staged: {}\n")
+    assert teardown.plan(root)[2] == [
+        "backend/app/main.py:2: still names the route after the teardown ('\\\\bSTAGE\\\\b'); mark it or reword it:"
+        " STAGE = 'x'"]
