@@ -97,7 +97,20 @@ def cmd_check_sequences(args) -> int:
 
 
 def cmd_sync(args) -> int:
-    """Copy source into target (see dbsync.sync); a progress line per table on a terminal."""
+    """Copy source into target (see dbsync.sync); with SYNC_METRICS=cloudwatch (the Fargate task)
+    its metrics then go to CloudWatch, a failure's too (dbsync.metrics); stdout is untouched."""
+    from dbsync.metrics import publisher_from_env, recorded
+
+    def unpublished(exc: Exception) -> None:
+        print(f"db-sync: warning: the run's metrics were not published: {type(exc).__name__}: "
+              f"{(str(exc).splitlines() or [''])[0]}", file=sys.stderr)
+
+    with recorded(publisher_from_env(), tables=args.table, dry_run=args.dry_run, on_error=unpublished) as record:
+        return _sync(args, record)
+
+
+def _sync(args, record) -> int:
+    """The sync itself; a progress line per table on a terminal."""
     from dbsync.sync import sync_databases
 
     def progress(event: dict) -> None:
@@ -115,6 +128,7 @@ def cmd_sync(args) -> int:
     result = sync_databases(source, target, tables=args.table, dry_run=args.dry_run, progress=progress,
                             rules=rules, masking_key=settings.masking_key(), max_seconds=settings.sync_max_seconds,
                             incremental=settings.incremental)
+    record(result)
     if rules is None:
         uncovered = result.get("masking", {}).get("uncovered") or []
         print("db-sync: warning: no masking rules (--rules or SYNC_RULES_FILE), so rows travel as they are"

@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from dbsync.errors import DbSyncError
+from dbsync.metrics import publish_emf, recorded
 from dbsync.results import SequenceProblem, SyncReport
 from dbsync.sequences import check_sequences, reset_sequences
 from dbsync.settings import SourceDatabaseSettings, SyncSettings, TargetDatabaseSettings
@@ -146,7 +147,21 @@ def run_sync(request: DbSyncEvent, context: LambdaContext) -> SyncReport:
     return result
 
 
-SERVICES = {"sync": run_sync, "check-sequences": check_target}
+def with_metrics(service):
+    """The sync's CloudWatch metrics (dbsync.metrics), one EMF line on stdout after the run; a
+    failed refresh reports SyncSucceeded=0 before its error propagates."""
+    def unpublished(exc: Exception) -> None:
+        logger.warning("metrics not published", extra={"error": repr(exc)})
+
+    def run(request: DbSyncEvent, context: LambdaContext) -> SyncReport:
+        with recorded(publish_emf, tables=request.tables, dry_run=request.dry_run, on_error=unpublished) as record:
+            result = service(request, context)
+            record(result)
+        return result
+    return run
+
+
+SERVICES = {"sync": with_metrics(run_sync), "check-sequences": check_target}
 
 
 @logger.inject_lambda_context(clear_state=True)
