@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint demo bench migrate clean
+.PHONY: help install test test-fast lint demo bench migrate image clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -34,6 +34,15 @@ bench: $(STAMP) ## benchmarks, printed as ratios against the stock tools
 
 migrate: $(STAMP) ## apply backend/app/migrations to DATABASE_URL
 	$(PY) -m app.migrate
+
+IMAGE ?= db-sync:latest
+image: ## build the Fargate task's image from deploy/Dockerfile (IMAGE=db-sync:latest); needs a running Docker
+	@if ! command -v docker >/dev/null 2>&1; then \
+	  echo "make image: docker is not installed here, so no image was built; build deploy/Dockerfile where Docker runs (docs/deploy.md)" >&2; exit 1; \
+	elif ! docker info >/dev/null 2>&1; then \
+	  echo "make image: docker is installed but its daemon does not answer (docker info failed), so no image was built" >&2; exit 1; \
+	fi
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
 
 clean: ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
