@@ -260,6 +260,15 @@ def collect_template_settings(template: dict | None = None) -> dict[str, set[str
         variables = ((props.get("Environment") or {}).get("Variables")) or {}
         for name, value in variables.items():
             found.setdefault(name, set()).update(_refs(value) & parameters)
+    # The Fargate task's containers: Environment is a list of {Name, Value}, some under !If.
+    for res in (template.get("Resources") or {}).values():
+        if res.get("Type") != "AWS::ECS::TaskDefinition":
+            continue
+        for container in (res.get("Properties") or {}).get("ContainerDefinitions") or []:
+            for entry in container.get("Environment") or []:
+                for option in entry["!If"][1:] if "!If" in entry else [entry]:
+                    if isinstance(option, dict) and "Name" in option:
+                        found.setdefault(option["Name"], set()).update(_refs(option.get("Value")) & parameters)
     return found
 
 
@@ -298,6 +307,8 @@ def test_the_class_collector_follows_bases_and_prefixes(tmp_path):
     assert {"SYNC_TARGET_ALLOWLIST", "LOCK_TIMEOUT", "SOURCE_DB_SECRET_ARN"} <= set(template)
     assert template["LOCK_TIMEOUT"] == {"LockTimeout"}
     assert template["DB_HOST"] == {"DbHost"}  # under !If
+    assert template["SYNC_MAX_SECONDS"] == {"SyncMaxSeconds"} and template["SOURCE_DB_HOST"] == {"SourceDbHost"}
+    assert template["SYNC_METRICS"] == set()  # the Fargate task's, a constant
 
 
 def test_named_in_matches_whole_names_only():

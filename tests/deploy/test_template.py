@@ -8,7 +8,6 @@ themselves for each parameter value, as CloudFormation would.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import ROOT
-from tests.support.template import TEMPLATE, sam_template
+from tests.support.template import REQUIRED, TEMPLATE, deployed, of_type, sam_template
 
 # transformed, the template through the SAM translator with REQUIRED's values, is a fixture of
 # tests/deploy/conftest.py.
@@ -39,85 +38,8 @@ KNOWN_ENV = {
 }
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:{}-AbCdEf"
-# The parameters without a default (the `transformed` fixture reads them from here too).
-REQUIRED = {
-    "DbSecretArn": ARN.format("api-db"),
-    "SourceDbSecretArn": ARN.format("prod-db"),
-    "TargetDbSecretArn": ARN.format("staging-db"),
-    "SyncTargetAllowlist": "staging.example.internal/books",
-    "MaskingKeySecretArn": ARN.format("masking-key"),
-}
-NO_VALUE = object()
-
-
-# -- a small CloudFormation condition evaluator ---------------------------------------------------
-
-def parameter_values(template: dict, overrides: dict[str, str]) -> dict:
-    values = {}
-    for name, spec in template["Parameters"].items():
-        raw = overrides.get(name, spec.get("Default"))
-        assert raw is not None, f"parameter {name} has no value in this test"
-        values[name] = ([] if raw == "" else str(raw).split(",")) if spec["Type"] == "CommaDelimitedList" \
-            else str(raw)
-    return values
-
-
-def evaluate(node, params: dict, conditions: dict):
-    """Resolve Ref/Fn::If/Fn::Equals/… against parameter values; keep what it cannot resolve."""
-    if isinstance(node, list):
-        out = [evaluate(x, params, conditions) for x in node]
-        return [x for x in out if x is not NO_VALUE]
-    if not isinstance(node, dict):
-        return node
-    if len(node) == 1:
-        (key, arg), = node.items()
-        if key == "Ref" and arg == "AWS::NoValue":
-            return NO_VALUE
-        if key == "Ref" and arg in params:
-            return params[arg]
-        if key == "Condition":
-            return conditions[arg]
-        if key == "Fn::If":
-            name, when_true, when_false = arg
-            return evaluate(when_true if conditions[name] else when_false, params, conditions)
-        if key == "Fn::Equals":
-            a, b = (evaluate(x, params, conditions) for x in arg)
-            return a == b
-        if key == "Fn::Not":
-            return not evaluate(arg[0], params, conditions)
-        if key == "Fn::And":
-            return all(evaluate(x, params, conditions) for x in arg)
-        if key == "Fn::Or":
-            return any(evaluate(x, params, conditions) for x in arg)
-        if key == "Fn::Join":
-            sep, items = arg
-            return sep.join(evaluate(items, params, conditions))
-    out = {k: evaluate(v, params, conditions) for k, v in node.items()}
-    return {k: v for k, v in out.items() if v is not NO_VALUE}
-
-
-def deployed(template: dict, **overrides: str) -> dict:
-    """The resources CloudFormation would create for these parameter values."""
-    params = parameter_values(template, {**REQUIRED, **overrides})
-    conditions: dict[str, bool] = {}
-    pending = dict(template.get("Conditions", {}))
-    while pending:  # conditions may refer to each other
-        for name, expr in list(pending.items()):
-            try:
-                conditions[name] = bool(evaluate(expr, params, conditions))
-            except KeyError:
-                continue
-            del pending[name]
-    resources = {}
-    for name, res in copy.deepcopy(template["Resources"]).items():
-        if "Condition" in res and not conditions[res["Condition"]]:
-            continue
-        resources[name] = evaluate(res, params, conditions)
-    return resources
-
-
-def of_type(resources: dict, kind: str) -> dict:
-    return {k: v for k, v in resources.items() if v["Type"] == kind}
+# REQUIRED, the parameters without a default, is tests/support/template.py's (the `transformed`
+# fixture reads it from this module); deployed() evaluates the conditions for parameter values.
 
 
 # -- the tests --------------------------------------------------------------------------------------
@@ -242,7 +164,7 @@ def test_logs_alarm_failure_destination_and_outputs(transformed):
     (cfg,) = invoke.values()
     assert cfg["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": ["DbSyncFailureQueue", "Arn"]}
-    (alarm,) = of_type(res, "AWS::CloudWatch::Alarm").values()
+    alarm = res["DbSyncErrorsAlarm"]
     assert alarm["Properties"]["MetricName"] == "Errors"
     assert alarm["Properties"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "DbSyncFunction"}}]
     with_topic = deployed(transformed, AlarmTopicArn="arn:aws:sns:eu-west-1:123456789012:oncall")

@@ -6,7 +6,8 @@
     api             API Gateway HTTP API v2 events, LambdaClient (the Mangum handler as Lambda calls it)
     lambda_context  FakeLambdaContext, a Lambda context with a clock, for the handlers
     http            free_port, uvicorn in a thread or a subprocess
-    template        template.yaml, and the SAM translator run offline on it
+    template        template.yaml, the SAM translator run offline on it, and the resources and Rules
+                    CloudFormation would evaluate for given parameter values (deployed, failed_rules)
 
 Test modules and conftest.py files import from here, never from a test module.
 """
