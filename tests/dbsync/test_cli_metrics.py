@@ -15,22 +15,6 @@ from dbsync.cli import main
 pytestmark = pytest.mark.usefixtures("no_sync_env")  # tests/dbsync/conftest.py
 
 
-@pytest.fixture
-def cloudwatch(monkeypatch):
-    """CloudWatch faked by moto; SYNC_METRICS=cloudwatch as the task definition sets it."""
-    from moto import mock_aws
-
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(var, "testing")
-    for var in ("POWERTOOLS_METRICS_NAMESPACE", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("SYNC_METRICS", "cloudwatch")
-    with mock_aws():
-        import boto3
-
-        yield boto3.client("cloudwatch", region_name="eu-west-1")
-
 
 def published(client, namespace: str = "DbSync") -> dict[str, list[float]]:
     """{metric: [values]} in the namespace, under the one dimension both runners use."""

@@ -10,25 +10,8 @@ import pytest
 
 from dbsync.cli import main
 from dbsync.errors import DbSyncError
-from dbsync.masking.rules import ColumnRule, Rules, TableRule
 from dbsync.sync import sync_databases
-
-# A source COPY that takes about 1.5 s: each row's expression sleeps (a rule's sql: evaluated on
-# the source), so the copy is slow however fast the machine is.
-SLOW = ("CREATE FUNCTION slow(t text) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT pg_sleep(0.005); SELECT t $$",
-        "CREATE TABLE notes (id int PRIMARY KEY, body text)",
-        "INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 300) g")
-
-
-def execute(dsn: str, *statements: str) -> None:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            for st in statements:
-                cur.execute(st)
-        conn.commit()
-    finally:
-        conn.close()
+from tests.support.slow import SLOW, execute
 
 
 def scalar(dsn: str, query: str):
@@ -40,14 +23,6 @@ def scalar(dsn: str, query: str):
     finally:
         conn.close()
 
-
-@pytest.fixture
-def slow_pair(make_db):
-    src, tgt = make_db("slow_src"), make_db("slow_tgt")
-    execute(src, *SLOW)
-    execute(tgt, *SLOW[1:2], "INSERT INTO notes VALUES (1, 'staging before')")
-    rules = Rules({"public.notes": TableRule(columns={"body": ColumnRule("sql", sql="slow(body)")})})
-    return src, tgt, rules
 
 
 def leftovers(dsn: str) -> int:

@@ -13,31 +13,11 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.vanish import case, run_cases, unavailable
+from tests.support.vanish import ENDS_WITHIN, SCENARIOS, WINDOW  # noqa: F401
 
 pytestmark = pytest.mark.pg  # a server of its own, inside the namespace
 
-FAST_LIBPQ = {"keepalives": 1, "keepalives_idle": 1, "keepalives_interval": 1, "keepalives_count": 2,
-              "tcp_user_timeout": 2000}
-FAST_SERVER = [("tcp_keepalives_idle", "1"), ("tcp_keepalives_interval", "1"), ("tcp_keepalives_count", "2"),
-               ("tcp_user_timeout", "2000"), ("client_connection_check_interval", "1s")]
-WINDOW = 6.0  # the fast cases end in about 2-3 s; the others must still be there after this
-ENDS_WITHIN = 5.0
-SCENARIOS = ("copy_in", "cpu", "idle_tx")  # ClientRead; a long statement of its own; a held snapshot
 
-
-@pytest.fixture(scope="module")
-def vanished():
-    why = unavailable()
-    if why:
-        pytest.skip(f"cannot build a private network namespace here: {why}")
-    cases = [case(f"{s}-fast", s, "fast", FAST_LIBPQ, FAST_SERVER) for s in SCENARIOS]
-    cases += [case(f"{s}-none", s, "none") for s in SCENARIOS]
-    report = run_cases(cases, window=WINDOW, quiet=True)
-    if "unavailable" in report:
-        pytest.skip(report["unavailable"])
-    assert "error" not in report, f"{report['error']}\n{report.get('stderr', '')}"
-    return {r["label"]: r for r in report["results"]}
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -20,34 +20,6 @@ SCHEDULED_EVENT = {"version": "0", "detail-type": "Scheduled Event", "source": "
 # aws (moto, the sync's variables cleared) and handler_logs (the handler's log lines, kept off
 # stdout) are fixtures of tests/lambdas/conftest.py.
 
-@pytest.fixture
-def emf(aws, handler_logs, capsys, monkeypatch, prod_and_staging):
-    """The handler's EMF lines on stdout, as a function returning those printed so far (each as
-    {metric: value}, with its namespace, dimensions and units); the databases from the environment."""
-    for var in ("POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_DEV",
-                "POWERTOOLS_SERVICE_NAME", "SYNC_METRICS"):
-        monkeypatch.delenv(var, raising=False)
-    prod_dsn, staging_dsn = prod_and_staging
-    monkeypatch.setenv("SOURCE_DATABASE_URL", prod_dsn)
-    monkeypatch.setenv("TARGET_DATABASE_URL", staging_dsn)
-    capsys.readouterr()
-
-    def lines() -> list[dict]:
-        out = []
-        for line in capsys.readouterr().out.splitlines():
-            doc = json.loads(line)
-            (directive,) = doc["_aws"]["CloudWatchMetrics"]
-            names = [m["Name"] for m in directive["Metrics"]]
-            out.append({"namespace": directive["Namespace"], "dimensions": directive["Dimensions"],
-                        "units": {m["Name"]: m["Unit"] for m in directive["Metrics"]},
-                        # EMF takes a value or an array of them; powertools writes arrays
-                        "values": {n: doc[n][0] if isinstance(doc[n], list) and len(doc[n]) == 1 else doc[n]
-                                   for n in names},
-                        **{d: doc[d] for dims in directive["Dimensions"] for d in dims}})
-        return out
-
-    return lines
-
 
 def test_a_refresh_reports_its_figures_and_success(emf):
     from lambdas.db_sync.handler import lambda_handler
