@@ -162,12 +162,13 @@ def _copy_format(unit: Unit) -> sql.Composable:
     return sql.SQL(" WITH (FORMAT binary)") if unit.binary else sql.SQL("")
 
 
-def too_many_recent(run, unit: Unit, recent: sql.Composable, total: int) -> bool:
-    """Whether so many prod rows were written since the last sync that a full copy is cheaper
-    (counted, a scan with a cheap filter, before any row is fetched)."""
+def recent_share(run, unit: Unit, recent: sql.Composable) -> tuple[int, int]:
+    """(rows written since the last sync, all rows) on prod: one scan with a cheap filter, before
+    any key or row is streamed, so that a table mostly rewritten goes straight to a full copy."""
     with run.source.cursor() as cur:
-        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(_from(unit.source), recent))
-        return cur.fetchone()[0] > AUTO_FULL_FRACTION * max(1, total)
+        cur.execute(sql.SQL("SELECT count(*) FILTER (WHERE {}), count(*) FROM {}{}").format(
+            recent, _from(unit.source), _source_filter(unit)))
+        return cur.fetchone()
 
 
 def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
@@ -177,6 +178,10 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
     from dbsync.sync.changes import recent_source_filter, recent_target_filter
 
     began = time.perf_counter()
+    recent = recent_source_filter(last)
+    n_recent, total = recent_share(run, unit, recent)
+    if n_recent > AUTO_FULL_FRACTION * max(1, total):
+        return Delta(total, n_recent, 0, time.perf_counter() - began)
     pk, rows, changed, gone = _temp("prodkeys", i), _temp("rows", i), _temp("changed", i), _temp("gone", i)
     stop_at = run.budget.stop_at(run.reserve())
     with run.target.cursor() as cur:
@@ -188,9 +193,6 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
                                                                        _copy_format(unit))
     sent = stream_copy(run.source, run.target, keys_out, sql.SQL("COPY {} FROM STDIN{}").format(pk, _copy_format(unit)),
                        binary=unit.binary, stop_at=stop_at)
-    recent = recent_source_filter(last)
-    if too_many_recent(run, unit, recent, sent.source_rows):
-        return Delta(sent.source_rows, sent.source_rows, 0, time.perf_counter() - began)
     where = sql.SQL("{} AND {}").format(where, recent) if unit.masked and unit.masked.where \
         else sql.SQL(" WHERE {}").format(recent)
     items = [sql.SQL("{} AS {}").format(e, sql.Identifier(c)) for e, c in zip(_source_items(unit), unit.columns,
