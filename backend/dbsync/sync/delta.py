@@ -91,9 +91,17 @@ def _source_items(unit: Unit) -> list[sql.Composable]:
     return [(m.expressions.get(c) if m else None) or sql.Identifier(c) for c in unit.columns]
 
 
-def _source_filter(unit: Unit) -> sql.Composable:
+def _source_where(unit: Unit, *conditions: sql.Composable) -> sql.Composable:
+    """` WHERE …` for the source: the rules' `where:` (if any) and `conditions`, or nothing."""
     m = unit.masked
-    return sql.SQL(" WHERE ({})").format(sql.SQL(m.where)) if m and m.where else sql.SQL("")
+    parts = ([sql.SQL("({})").format(sql.SQL(m.where))] if m and m.where else []) + list(conditions)
+    return sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(parts)) if parts else sql.SQL("")
+
+
+def _match(key: tuple[str, ...], left: str, right: str, right_prefix: str = "") -> sql.Composable:
+    """`left.k = right.k AND …` over the key's columns (`right`'s named `<prefix>k`)."""
+    return sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier(left, k),
+                                                           sql.Identifier(right, right_prefix + k)) for k in key)
 
 
 def sample_fraction(run, unit: Unit, key: tuple[str, ...]) -> float | None:
@@ -105,12 +113,9 @@ def sample_fraction(run, unit: Unit, key: tuple[str, ...]) -> float | None:
     k = sql.Identifier(key[0])
     fast = fast_digest(run, unit)
     condition = sql.SQL("{} % {} = 0").format(k, sql.Literal(SAMPLE_MODULUS))
-    src_where = _source_filter(unit)
-    src_where = (sql.SQL("{} AND {}").format(src_where, condition) if unit.masked and unit.masked.where
-                 else sql.SQL(" WHERE {}").format(condition))
     with run.source.cursor() as cur:
         cur.execute(sql.SQL("SELECT {}, {} FROM {}{}").format(k, _row_digest(_source_items(unit), fast),
-                                                             _from(unit.source), src_where))
+                                                             _from(unit.source), _source_where(unit, condition)))
         prod = dict(cur.fetchall())
     with run.target.cursor() as cur:
         cur.execute(sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(
@@ -124,42 +129,70 @@ def _temp(name: str, i: int) -> sql.Identifier:
     return sql.Identifier(f"_dbsync_{name}_{i}")
 
 
+def _copy_format(unit: Unit) -> sql.Composable:
+    return sql.SQL(" WITH (FORMAT binary)") if unit.binary else sql.SQL("")
+
+
+def _rows_out(unit: Unit, *conditions: sql.Composable) -> sql.Composed:
+    """The source's COPY of whole rows as the copy would send them (masked), those matching."""
+    items = [sql.SQL("{} AS {}").format(e, sql.Identifier(c))
+             for e, c in zip(_source_items(unit), unit.columns, strict=True)]
+    return sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(
+        sql.SQL(", ").join(items), _from(unit.source), _source_where(unit, *conditions), _copy_format(unit))
+
+
+def _into(table: sql.Identifier, unit: Unit, *, binary: bool) -> sql.Composed:
+    return sql.SQL("COPY {} FROM STDIN{}").format(table, _copy_format(unit) if binary else sql.SQL(""))
+
+
+def _create_rows(cur, unit: Unit, i: int) -> None:
+    cur.execute(_CREATE_LIKE.format(_temp("rows", i), sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
+                                    _from(unit.target)))
+
+
+# The statements of the comparison and the apply, composed at use (every name an Identifier).
+_CREATE_LIKE = sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA")
+_CREATE_DIGESTS = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, ''::text AS dbsync_digest"
+                          " FROM {} WITH NO DATA")
+_CHANGED_BY_DIGEST = sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {pk} FROM {pd} p"
+                             " LEFT JOIN {t} s ON {match} WHERE s.{k0} IS NULL OR {staged} <> p.dbsync_digest")
+_GONE_BY_DIGEST = sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {sk} FROM {t} s"
+                          " WHERE NOT EXISTS (SELECT 1 FROM {pd} p WHERE {match})")
+# One hash join of prod's keys with staging's rows: keys only one side has, and staging's rows
+# written since the last sync; everything else is the same on both sides.
+_JOINED_KEYS = sql.SQL("CREATE TEMP TABLE {both} ON COMMIT DROP AS SELECT {pk_cols}, {sk_cols} FROM {pk} p"
+                       " FULL JOIN {t} s ON {match} WHERE p.{k0} IS NULL OR s.{k0} IS NULL OR {recent}")
+_CHANGED_FROM_JOIN = sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {keys} FROM {both} b"
+                             " WHERE b.{p0} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rows} r WHERE {in_rows})")
+_GONE_FROM_JOIN = sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {keys} FROM {both} b WHERE b.{p0} IS NULL")
+_UPDATE_CHANGED = sql.SQL("UPDATE {t} AS t SET ({cols}) = ROW({values}) FROM {rows} r WHERE {match}")
+_INSERT_NEW = sql.SQL("INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {values} FROM {rows} r"
+                      " WHERE NOT EXISTS (SELECT 1 FROM {only_t} t WHERE {match})")
+_DELETE_GONE = sql.SQL("DELETE FROM {t} AS t USING {gone} g WHERE {match}")
+
+
 def diff(run, unit: Unit, key: tuple[str, ...], i: int) -> Delta:
     """Prod's (key, digest) pairs into a temporary table on staging; there, the keys that differ
     (`_dbsync_changed_i`) and those staging alone has (`_dbsync_gone_i`)."""
     began = time.perf_counter()
     fast = fast_digest(run, unit)
-    pd, changed, gone = _temp("prod", i), _temp("changed", i), _temp("gone", i)
-    target = unit.target
+    pd, target = _temp("prod", i), unit.target
     with run.target.cursor() as cur:
-        cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, ''::text AS dbsync_digest"
-                            " FROM {} WITH NO DATA").format(pd, _keys(key), _from(target)))
+        cur.execute(_CREATE_DIGESTS.format(pd, _keys(key), _from(target)))
     copy_out = sql.SQL("COPY (SELECT {}, {} FROM {}{}) TO STDOUT").format(
-        _keys(key), _row_digest(_source_items(unit), fast), _from(unit.source), _source_filter(unit))
-    copy_in = sql.SQL("COPY {} FROM STDIN").format(pd)
-    sent = stream_copy(run.source, run.target, copy_out, copy_in, stop_at=run.budget.stop_at(run.reserve()))
-    match = sql.SQL(" AND ").join(sql.SQL("s.{k} = p.{k}").format(k=sql.Identifier(k)) for k in key)
-    staged = _row_digest([sql.Identifier("s", c) for c in unit.columns], fast)
+        _keys(key), _row_digest(_source_items(unit), fast), _from(unit.source), _source_where(unit))
+    sent = stream_copy(run.source, run.target, copy_out, _into(pd, unit, binary=False),
+                       stop_at=run.budget.stop_at(run.reserve()))
+    match = _match(key, "s", "p")
     with run.target.cursor() as cur:
-        cur.execute(sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {pk} FROM {pd} p"
-                            " LEFT JOIN {t} s ON {match} WHERE s.{k0} IS NULL OR {staged} <> p.dbsync_digest").format(
-            ch=changed, pk=_keys(key, "p"), pd=pd, t=_from(target), match=match, k0=sql.Identifier(key[0]),
-            staged=staged))
+        cur.execute(_CHANGED_BY_DIGEST.format(
+            ch=_temp("changed", i), pk=_keys(key, "p"), pd=pd, t=_from(target), match=match,
+            k0=sql.Identifier(key[0]), staged=_row_digest([sql.Identifier("s", c) for c in unit.columns], fast)))
         n_changed = cur.rowcount
-        cur.execute(sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {sk} FROM {t} s"
-                            " WHERE NOT EXISTS (SELECT 1 FROM {pd} p WHERE {match})").format(
-            g=gone, sk=_keys(key, "s"), t=_from(target), pd=pd, match=match))
+        cur.execute(_GONE_BY_DIGEST.format(g=_temp("gone", i), sk=_keys(key, "s"), t=_from(target), pd=pd,
+                                           match=match))
         n_gone = cur.rowcount
     return Delta(sent.source_rows, n_changed, n_gone, time.perf_counter() - began)
-
-
-def _create_rows(cur, unit: Unit, i: int) -> None:
-    cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-        _temp("rows", i), sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns), _from(unit.target)))
-
-
-def _copy_format(unit: Unit) -> sql.Composable:
-    return sql.SQL(" WITH (FORMAT binary)") if unit.binary else sql.SQL("")
 
 
 def recent_share(run, unit: Unit, recent: sql.Composable) -> tuple[int, int]:
@@ -167,8 +200,15 @@ def recent_share(run, unit: Unit, recent: sql.Composable) -> tuple[int, int]:
     any key or row is streamed, so that a table mostly rewritten goes straight to a full copy."""
     with run.source.cursor() as cur:
         cur.execute(sql.SQL("SELECT count(*) FILTER (WHERE {}), count(*) FROM {}{}").format(
-            recent, _from(unit.source), _source_filter(unit)))
+            recent, _from(unit.source), _source_where(unit)))
         return cur.fetchone()
+
+
+def _prefixed(key: tuple[str, ...], alias: str, prefix: str, *, to_plain: bool = False) -> sql.Composable:
+    """`alias.k AS prefix_k, …`, or with `to_plain` `prefix_k AS k, …`."""
+    return sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(sql.Identifier(prefix + k), sql.Identifier(k)) if to_plain
+        else sql.SQL("{} AS {}").format(sql.Identifier(alias, k), sql.Identifier(prefix + k)) for k in key)
 
 
 def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
@@ -182,111 +222,72 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
     n_recent, total = recent_share(run, unit, recent)
     if n_recent > AUTO_FULL_FRACTION * max(1, total):
         return Delta(total, n_recent, 0, time.perf_counter() - began)
-    pk, rows, changed, gone = _temp("prodkeys", i), _temp("rows", i), _temp("changed", i), _temp("gone", i)
+    pk, rows, both = _temp("prodkeys", i), _temp("rows", i), _temp("keys", i)
     stop_at = run.budget.stop_at(run.reserve())
     with run.target.cursor() as cur:
-        cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-            pk, _keys(key), _from(unit.target)))
+        cur.execute(_CREATE_LIKE.format(pk, _keys(key), _from(unit.target)))
         _create_rows(cur, unit, i)
-    where = _source_filter(unit)
-    keys_out = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(_keys(key), _from(unit.source), where,
-                                                                       _copy_format(unit))
-    sent = stream_copy(run.source, run.target, keys_out, sql.SQL("COPY {} FROM STDIN{}").format(pk, _copy_format(unit)),
-                       binary=unit.binary, stop_at=stop_at)
-    where = sql.SQL("{} AND {}").format(where, recent) if unit.masked and unit.masked.where \
-        else sql.SQL(" WHERE {}").format(recent)
-    items = [sql.SQL("{} AS {}").format(e, sql.Identifier(c)) for e, c in zip(_source_items(unit), unit.columns,
-                                                                              strict=True)]
-    rows_out = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(sql.SQL(", ").join(items), _from(unit.source),
-                                                                       where, _copy_format(unit))
-    fetched = stream_copy(run.source, run.target, rows_out,
-                          sql.SQL("COPY {} FROM STDIN{}").format(rows, _copy_format(unit)), binary=unit.binary,
-                          stop_at=stop_at).target_rows
-    match = sql.SQL(" AND ").join(sql.SQL("s.{k} = p.{k}").format(k=sql.Identifier(k)) for k in key)
-    both = _temp("keys", i)
-    pk_cols = sql.SQL(", ").join(sql.SQL("p.{k} AS {p}").format(k=sql.Identifier(k), p=sql.Identifier(f"p_{k}"))
-                                 for k in key)
-    sk_cols = sql.SQL(", ").join(sql.SQL("s.{k} AS {s}").format(k=sql.Identifier(k), s=sql.Identifier(f"s_{k}"))
-                                 for k in key)
+    keys_out = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(
+        _keys(key), _from(unit.source), _source_where(unit), _copy_format(unit))
+    sent = stream_copy(run.source, run.target, keys_out, _into(pk, unit, binary=True), binary=unit.binary,
+                       stop_at=stop_at)
+    fetched = stream_copy(run.source, run.target, _rows_out(unit, recent), _into(rows, unit, binary=True),
+                          binary=unit.binary, stop_at=stop_at).target_rows
     p0 = sql.Identifier(f"p_{key[0]}")
     with run.target.cursor() as cur:
-        # One hash join of prod's keys with staging's rows: keys only one side has, and staging's
-        # rows written since the last sync; everything else is the same on both sides.
-        cur.execute(sql.SQL(
-            "CREATE TEMP TABLE {both} ON COMMIT DROP AS SELECT {pk_cols}, {sk_cols} FROM {pk} p FULL JOIN {t} s"
-            " ON {match} WHERE p.{k0} IS NULL OR s.{k0} IS NULL OR {recent}").format(
-            both=both, pk_cols=pk_cols, sk_cols=sk_cols, pk=pk, t=_from(unit.target), match=match,
-            k0=sql.Identifier(key[0]), recent=recent_target_filter(last, "s")))
-        renamed = sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(f"p_{k}"), sql.Identifier(k))
-                                     for k in key)
-        in_rows = sql.SQL(" AND ").join(sql.SQL("r.{k} = b.{pk}").format(k=sql.Identifier(k),
-                                                                         pk=sql.Identifier(f"p_{k}")) for k in key)
-        cur.execute(sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {renamed} FROM {both} b"
-                            " WHERE b.{p0} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rows} r WHERE {in_rows})").format(
-            ch=changed, renamed=renamed, both=both, p0=p0, rows=rows, in_rows=in_rows))
+        cur.execute(_JOINED_KEYS.format(
+            both=both, pk_cols=_prefixed(key, "p", "p_"), sk_cols=_prefixed(key, "s", "s_"), pk=pk,
+            t=_from(unit.target), match=_match(key, "s", "p"), k0=sql.Identifier(key[0]),
+            recent=recent_target_filter(last, "s")))
+        cur.execute(_CHANGED_FROM_JOIN.format(ch=_temp("changed", i), keys=_prefixed(key, "b", "p_", to_plain=True),
+                                              both=both, p0=p0, rows=rows, in_rows=_match(key, "r", "b", "p_")))
         n_changed = cur.rowcount
-        cur.execute(sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {renamed} FROM {both} b"
-                            " WHERE b.{p0} IS NULL").format(
-            g=gone, both=both, p0=p0, renamed=sql.SQL(", ").join(
-                sql.SQL("{} AS {}").format(sql.Identifier(f"s_{k}"), sql.Identifier(k)) for k in key)))
+        cur.execute(_GONE_FROM_JOIN.format(g=_temp("gone", i), keys=_prefixed(key, "b", "s_", to_plain=True),
+                                           both=both, p0=p0))
         n_gone = cur.rowcount
     return Delta(sent.source_rows, fetched + n_changed, n_gone, time.perf_counter() - began)
 
 
 def fetch_changed(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
     """Prod's version of every new or changed row, by key, into `_dbsync_rows_i` on staging."""
-    rows, changed = _temp("rows", i), _temp("changed", i)
+    rows = _temp("rows", i)
     with run.target.cursor() as cur:
-        cur.execute(sql.SQL("SELECT {} FROM {}").format(_keys(key), changed))
+        cur.execute(sql.SQL("SELECT {} FROM {}").format(_keys(key), _temp("changed", i)))
         wanted = cur.fetchall()
         _create_rows(cur, unit, i)
     if not wanted:
         return 0
-    keys = sql.SQL("({})").format(_keys(key))
     values = sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(v) for v in w))
                                 for w in wanted)
-    where = _source_filter(unit)
-    condition = sql.SQL("{} IN ({})").format(keys, values)
-    where = (sql.SQL("{} AND {}").format(where, condition) if unit.masked and unit.masked.where
-             else sql.SQL(" WHERE {}").format(condition))
-    items = [sql.SQL("{} AS {}").format(e, sql.Identifier(c)) for e, c in zip(_source_items(unit), unit.columns,
-                                                                              strict=True)]
-    copy_out = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(
-        sql.SQL(", ").join(items), _from(unit.source), where,
-        sql.SQL(" WITH (FORMAT binary)") if unit.binary else sql.SQL(""))
-    copy_in = sql.SQL("COPY {} FROM STDIN{}").format(rows, sql.SQL(" WITH (FORMAT binary)") if unit.binary
-                                                      else sql.SQL(""))
-    return stream_copy(run.source, run.target, copy_out, copy_in, binary=unit.binary,
-                       stop_at=run.budget.stop_at(run.reserve())).target_rows
+    condition = sql.SQL("({}) IN ({})").format(_keys(key), values)
+    return stream_copy(run.source, run.target, _rows_out(unit, condition), _into(rows, unit, binary=True),
+                       binary=unit.binary, stop_at=run.budget.stop_at(run.reserve())).target_rows
 
 
 def upsert(run, unit: Unit, key: tuple[str, ...], i: int) -> None:
     """Changed rows updated in place, new ones inserted: the table's own rows, never re-keyed."""
-    rows, t = _temp("rows", i), unit.target.ident
-    match = key_match = sql.SQL(" AND ").join(sql.SQL("t.{k} = r.{k}").format(k=sql.Identifier(k)) for k in key)
+    rows, key_match = _temp("rows", i), _match(key, "t", "r")
     others = [c for c in unit.columns if c not in key]
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns)
+    match = key_match
     if others and all(_HASHABLE.match(unit.target.columns[c].type) for c in others):
         # Only rows that really differ are written (a row fetched again, unchanged, costs no tuple).
         match = sql.SQL("{} AND ({}) IS DISTINCT FROM ({})").format(
-            match, sql.SQL(", ").join(sql.Identifier("t", c) for c in others),
+            key_match, sql.SQL(", ").join(sql.Identifier("t", c) for c in others),
             sql.SQL(", ").join(sql.Identifier("r", c) for c in others))
     with run.target.cursor() as cur:
         if others:
-            cur.execute(sql.SQL("UPDATE {} AS t SET ({}) = ROW({}) FROM {} r WHERE {}").format(
-                t, sql.SQL(", ").join(sql.Identifier(c) for c in others),
-                sql.SQL(", ").join(sql.Identifier("r", c) for c in others), rows, match))
-        cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} r"
-                            " WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE {})").format(
-            t, cols, sql.SQL(", ").join(sql.Identifier("r", c) for c in unit.columns), rows, _from(unit.target),
-            key_match))
+            cur.execute(_UPDATE_CHANGED.format(
+                t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in others),
+                values=sql.SQL(", ").join(sql.Identifier("r", c) for c in others), rows=rows, match=match))
+        cur.execute(_INSERT_NEW.format(
+            t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
+            values=sql.SQL(", ").join(sql.Identifier("r", c) for c in unit.columns), rows=rows,
+            only_t=_from(unit.target), match=key_match))
 
 
 def delete_gone(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
-    match = sql.SQL(" AND ").join(sql.SQL("t.{k} = g.{k}").format(k=sql.Identifier(k)) for k in key)
     with run.target.cursor() as cur:
-        cur.execute(sql.SQL("DELETE FROM {} AS t USING {} g WHERE {}").format(
-            _from(unit.target), _temp("gone", i), match))
+        cur.execute(_DELETE_GONE.format(t=_from(unit.target), gone=_temp("gone", i), match=_match(key, "t", "g")))
         return cur.rowcount
 
 
