@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import psycopg2
 from psycopg2 import sql
 
+from dbsync.sync.guards import server_identity
 from dbsync.sync.plan import Unit
 
 STATE_SCHEMA, STATE_TABLE = "dbsync", "sync_state"
@@ -46,18 +47,9 @@ def fingerprint(run, unit: Unit) -> str:
 
 
 def source_identity(run) -> tuple[str, str]:
-    with run.source.cursor() as cur:
-        cur.execute("SELECT current_database()")
-        database = cur.fetchone()[0]
-        cur.execute("SAVEPOINT dbsync_sysid")
-        try:
-            cur.execute("SELECT system_identifier::text FROM pg_control_system()")
-            sysid = cur.fetchone()[0]
-            cur.execute("RELEASE SAVEPOINT dbsync_sysid")
-        except psycopg2.Error:
-            cur.execute("ROLLBACK TO SAVEPOINT dbsync_sysid")
-            sysid = ""
-    return sysid, database
+    """(system identifier, database) of the source, as the same-database guard reads them."""
+    ident = server_identity(run.source)
+    return ("" if ident.system_identifier is None else str(ident.system_identifier)), ident.database
 
 
 def read_state(run) -> dict[str, LastSync]:
