@@ -28,6 +28,21 @@ def qualified(schema: str, name: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
 
 
+class _Relation:
+    """What a table and a sequence share: a schema-qualified name."""
+
+    schema: str
+    name: str
+
+    @property
+    def key(self) -> TableKey:
+        return (self.schema, self.name)
+
+    @property
+    def ident(self) -> sql.Composed:
+        return qualified(self.schema, self.name)
+
+
 @dataclass
 class Column:
     name: str
@@ -40,7 +55,7 @@ class Column:
 
 
 @dataclass
-class Table:
+class Table(_Relation):
     oid: int
     schema: str
     name: str
@@ -50,17 +65,9 @@ class Table:
     label: str  # schema.name quoted as PostgreSQL quotes it (quote_ident)
     columns: dict[str, Column] = field(default_factory=dict)
 
-    @property
-    def key(self) -> TableKey:
-        return (self.schema, self.name)
-
-    @property
-    def ident(self) -> sql.Composed:
-        return qualified(self.schema, self.name)
-
 
 @dataclass
-class Sequence:
+class Sequence(_Relation):
     oid: int  # 0 for one a plan would create
     schema: str
     name: str
@@ -79,14 +86,6 @@ class Sequence:
     owned_by: tuple[str, str, str] | None = None  # (schema, table, column) of OWNED BY / identity
     identity: bool = False
     exists: bool = True
-
-    @property
-    def key(self) -> TableKey:
-        return (self.schema, self.name)
-
-    @property
-    def ident(self) -> sql.Composed:
-        return qualified(self.schema, self.name)
 
     def same_definition(self, other: Sequence) -> bool:
         return (self.type, self.start, self.increment, self.min, self.max, self.cache, self.cycle) == (

@@ -66,9 +66,9 @@ def read_catalog(conn) -> Catalog:
     with conn.cursor() as cur, qualified_names(cur):
         tables = {t.key: t for t in read_tables(cur).values()}
         roots = {(cs, cn): (rs, rn) for cs, cn, rs, rn in fetch(cur, _PARTITION_ROOTS)}
-        feeds = read_feeds(cur)
         by_oid = read_sequences(cur, user_schemas=True)
+        # A feed's sequence may sit outside the user schemas; read_feeds reads those too.
+        feeds = read_feeds(cur, sequences=by_oid)
         table_keys = keys(cur)
-    # A feed's sequence may sit in a schema the user-schema filter leaves out; it counts all the same.
     by_oid.update({f.sequence.oid: f.sequence for f in feeds})
     return Catalog(tables, {s.key: s for s in by_oid.values()}, feeds, roots, table_keys)

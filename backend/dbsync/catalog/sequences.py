@@ -153,12 +153,16 @@ def _selected(schema: str, table: str, schemas: list[str] | None, tables: set[Ta
     return (not schemas or schema in schemas) and (tables is None or (schema, table) in tables)
 
 
-def read_feeds(cur, schemas: list[str] | None = None, tables: set[TableKey] | None = None) -> list[Feed]:
+def read_feeds(cur, schemas: list[str] | None = None, tables: set[TableKey] | None = None,
+               sequences: dict[int, Sequence] | None = None) -> list[Feed]:
     """Every column fed by a sequence, with its sequence. With `schemas` / `tables`, the sequences
     that feed a column of those, with *all* the columns they feed (a shared sequence must clear
-    every table)."""
+    every table). `sequences` (oid → Sequence): those already read; the others are read here."""
     rows = fetch(cur, _FEEDS)
-    sequences = read_sequences(cur, oids={row[-1] for row in rows})
+    sequences = dict(sequences or {})
+    missing = {row[-1] for row in rows} - sequences.keys()
+    if missing:
+        sequences.update(read_sequences(cur, oids=missing))
     feeds = []
     for (tbl, schema, table, label, column, attnum, base_type, vias, is_identity, has_default, not_null,
          can_select, owns_table, seq_oid) in rows:
