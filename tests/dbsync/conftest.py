@@ -6,8 +6,9 @@ import pytest
 
 from benchmarks.vanish import case, run_cases, unavailable
 from dbsync.masking.rules import ColumnRule, Rules, TableRule
+from tests.support.db import execute
 from tests.support.env import SYNC_SETTINGS
-from tests.support.slow import SLOW, execute
+from tests.support.slow import SLOW
 from tests.support.vanish import FAST_LIBPQ, FAST_SERVER, SCENARIOS, WINDOW
 
 

@@ -12,19 +12,12 @@ from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import load_rules
 from dbsync.sync import sync_databases
 from localdev.oldsync import replicate_like_old_sync_dsn
+from tests.support.db import query
 
 RULES = "backend/sync-rules.yaml"
 KEY_TEXT = "cli test key"
 
 
-def table_rows(dsn: str, query: str):
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def test_check_rules_lists_every_column_and_exits_1_on_uncovered(prod_and_staging, tmp_path, capsys):
@@ -47,24 +40,24 @@ def test_mask_in_place_gives_exactly_what_the_sync_gives(prod_and_staging, make_
     clone = make_db("clone")
     replicate_like_old_sync_dsn(prod, clone)
     sync_databases(prod, clone)  # unmasked: prod's raw rows, as a restored snapshot has them
-    before = table_rows(clone, "SELECT last_value, is_called FROM users_id_seq")
+    before = query(clone, "SELECT last_value, is_called FROM users_id_seq")
     monkeypatch.setenv("SYNC_MASKING_KEY", KEY_TEXT)
     assert main(["mask", "--dsn", clone, "--rules", RULES]) == 0
-    for query in ("SELECT id, email, display_name, created_at FROM users ORDER BY id",
-                  "SELECT id, body FROM reviews ORDER BY id", "SELECT * FROM authors ORDER BY id"):
-        assert table_rows(clone, query) == table_rows(staging, query)
-    assert table_rows(clone, "SELECT last_value, is_called FROM users_id_seq") == before
+    for text in ("SELECT id, email, display_name, created_at FROM users ORDER BY id",
+                 "SELECT id, body FROM reviews ORDER BY id", "SELECT * FROM authors ORDER BY id"):
+        assert query(clone, text) == query(staging, text)
+    assert query(clone, "SELECT last_value, is_called FROM users_id_seq") == before
 
 
 def test_mask_refuses_the_configured_source(prod_and_staging, monkeypatch, capsys):
     prod, _ = prod_and_staging
-    before = table_rows(prod, "SELECT email FROM users ORDER BY id")
+    before = query(prod, "SELECT email FROM users ORDER BY id")
     monkeypatch.setenv("SOURCE_DATABASE_URL", prod)
     monkeypatch.setenv("SYNC_MASKING_KEY", KEY_TEXT)
     monkeypatch.setenv("SYNC_TARGET_ALLOWLIST", psycopg2.extensions.parse_dsn(prod)["dbname"])
     assert main(["mask", "--dsn", prod, "--rules", RULES]) == 2
     assert "refusing to mask the configured source" in capsys.readouterr().err
-    assert table_rows(prod, "SELECT email FROM users ORDER BY id") == before
+    assert query(prod, "SELECT email FROM users ORDER BY id") == before
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -87,12 +80,12 @@ def test_mask_refuses_the_configured_source(prod_and_staging, monkeypatch, capsy
 def test_each_bad_rules_file_is_one_line_and_changes_nothing(prod_and_staging, tmp_path, capsys, monkeypatch,
                                                              text, expected):
     prod, staging = prod_and_staging
-    before = table_rows(staging, "SELECT count(*) FROM books")
+    before = query(staging, "SELECT count(*) FROM books")
     path = tmp_path / "rules.yaml"
     path.write_text(text)
     monkeypatch.setenv("SYNC_MASKING_KEY", KEY_TEXT)
     assert main(["sync", "--source", prod, "--target", staging, "--rules", str(path)]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1 + err.count("warning")
-    assert table_rows(staging, "SELECT count(*) FROM books") == before
-    assert table_rows(prod, "SELECT count(*) FROM pg_class WHERE relname = 'pwned'") == [(0,)]
+    assert query(staging, "SELECT count(*) FROM books") == before
+    assert query(prod, "SELECT count(*) FROM pg_class WHERE relname = 'pwned'") == [(0,)]

@@ -10,19 +10,12 @@ from dbsync.errors import DbSyncError
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import ColumnRule, load_rules, parse_rules
 from dbsync.sync import sync_databases
+from tests.support.db import query
 
 RULES = "backend/sync-rules.yaml"
 KEY = MaskingKey(b"test key, not a secret")
 
 
-def rows(dsn: str, query: str) -> list[tuple]:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def test_masked_columns_never_carry_a_prod_value(prod_and_staging):
@@ -30,29 +23,29 @@ def test_masked_columns_never_carry_a_prod_value(prod_and_staging):
     result = sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY)
     assert result["masking"]["masked_columns"] == ["public.reviews.body", "public.users.display_name",
                                                    "public.users.email"]
-    prod_users = dict(rows(prod, "SELECT id, (email, display_name) FROM users"))
-    staged = rows(staging, "SELECT id, email, display_name FROM users")
+    prod_users = dict(query(prod, "SELECT id, (email, display_name) FROM users"))
+    staged = query(staging, "SELECT id, email, display_name FROM users")
     assert len(staged) == len(prod_users) > 0
-    prod_values = {v for pair in rows(prod, "SELECT email, display_name FROM users") for v in pair}
+    prod_values = {v for pair in query(prod, "SELECT email, display_name FROM users") for v in pair}
     assert not prod_values & {v for _, e, n in staged for v in (e, n)}
     assert all(e.endswith("@example.com") for _, e, _ in staged)
     assert len({e for _, e, _ in staged}) == len(staged)  # unique stays unique
-    bodies = rows(prod, "SELECT id, body FROM reviews ORDER BY id")
-    redacted = rows(staging, "SELECT id, body FROM reviews ORDER BY id")
+    bodies = query(prod, "SELECT id, body FROM reviews ORDER BY id")
+    redacted = query(staging, "SELECT id, body FROM reviews ORDER BY id")
     assert [(i, None if b is None else "x" * len(b)) for i, b in bodies] == redacted
     # kept columns and unmasked tables arrive as they are
-    assert rows(prod, "SELECT * FROM authors ORDER BY id") == rows(staging, "SELECT * FROM authors ORDER BY id")
+    assert query(prod, "SELECT * FROM authors ORDER BY id") == query(staging, "SELECT * FROM authors ORDER BY id")
 
 
 def test_same_key_same_values_other_key_other_values(prod_and_staging, make_db):
     prod, staging = prod_and_staging
     rules = load_rules(RULES)
     sync_databases(prod, staging, rules=rules, masking_key=KEY)
-    first = rows(staging, "SELECT id, email, display_name FROM users ORDER BY id")
+    first = query(staging, "SELECT id, email, display_name FROM users ORDER BY id")
     sync_databases(prod, staging, rules=rules, masking_key=KEY)
-    assert rows(staging, "SELECT id, email, display_name FROM users ORDER BY id") == first
+    assert query(staging, "SELECT id, email, display_name FROM users ORDER BY id") == first
     sync_databases(prod, staging, rules=rules, masking_key=MaskingKey(b"another key"))
-    other = rows(staging, "SELECT id, email, display_name FROM users ORDER BY id")
+    other = query(staging, "SELECT id, email, display_name FROM users ORDER BY id")
     assert all(a[1] != b[1] for a, b in zip(first, other, strict=True))
 
 
@@ -75,9 +68,9 @@ def test_a_masked_value_used_to_join_still_joins(make_db):
     rules = parse_rules({"tables": {"public.accounts": {"columns": {"email": "email"}},
                                     "public.invites": {"columns": {"email": "email"}}}})
     sync_databases(prod, staging, rules=rules, masking_key=KEY)
-    joined = rows(staging, "SELECT i.id, a.id FROM invites i JOIN accounts a USING (email) ORDER BY 1")
+    joined = query(staging, "SELECT i.id, a.id FROM invites i JOIN accounts a USING (email) ORDER BY 1")
     assert joined == [(10, 1), (11, 2)]
-    assert rows(staging, "SELECT email FROM invites WHERE id = 12") == [(None,)]
+    assert query(staging, "SELECT email FROM invites WHERE id = 12") == [(None,)]
 
 
 def test_binary_copy_is_kept_for_masked_tables(prod_and_staging):
@@ -92,23 +85,24 @@ def test_rows_none_and_where(prod_and_staging):
     rules = load_rules(RULES)
     rules.tables["public.reviews"].where = "rating >= 4"
     sync_databases(prod, staging, rules=rules, masking_key=KEY)
-    assert rows(staging, "SELECT count(*) FROM reviews") == rows(prod, "SELECT count(*) FROM reviews WHERE rating >= 4")
+    assert query(staging, "SELECT count(*) FROM reviews") == query(
+        prod, "SELECT count(*) FROM reviews WHERE rating >= 4")
     rules.tables["public.reviews"].copy_rows, rules.tables["public.reviews"].where = False, None
     result = sync_databases(prod, staging, rules=rules, masking_key=KEY)
-    assert rows(staging, "SELECT count(*) FROM reviews") == [(0,)]
+    assert query(staging, "SELECT count(*) FROM reviews") == [(0,)]
     assert result["masking"]["empty_tables"] == ["public.reviews"]
 
 
 def test_the_gate_refuses_and_names_every_uncovered_column(prod_and_staging):
     prod, staging = prod_and_staging
-    before = rows(staging, "SELECT count(*) FROM users")
+    before = query(staging, "SELECT count(*) FROM users")
     rules = parse_rules({"tables": {"public.reviews": {"columns": {"body": "redact"}}}})
     with pytest.raises(DbSyncError) as caught:
         sync_databases(prod, staging, rules=rules, masking_key=KEY)
     message = str(caught.value)
     for column in ("public.users.email", "public.users.display_name", "public.authors.name", "public.authors.born"):
         assert column in message
-    assert "nothing was written" in message and rows(staging, "SELECT count(*) FROM users") == before
+    assert "nothing was written" in message and query(staging, "SELECT count(*) FROM users") == before
 
 
 def test_without_rules_the_sync_runs_and_names_what_the_gate_would_flag(prod_and_staging):

@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import time
 
-import psycopg2
 import pytest
 
 from dbsync.cli import main
 from dbsync.errors import DbSyncError
 from dbsync.sync import sync_databases
-from tests.support.slow import SLOW, execute
+from tests.support.db import execute, query
+from tests.support.slow import SLOW
 
 
-def scalar(dsn: str, query: str):
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query)
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
+def scalar(dsn: str, text: str):
+    return query(dsn, text)[0][0]
 
 
 

@@ -15,6 +15,7 @@ from dbsync.masking.rules import load_rules
 from dbsync.sync import sync_databases
 from localdev.oldsync import replicate_like_old_sync_dsn
 from localdev.sampledata import build_prod
+from tests.support.db import execute
 
 RULES = "backend/sync-rules.yaml"
 KEY = MaskingKey(b"incremental test key")
@@ -25,15 +26,6 @@ EXTRA = ("CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY, at date N
          "CREATE TABLE tags (label text, weight int)")  # no primary key: always a full copy
 
 
-def execute(dsn: str, *statements: str) -> None:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            for st in statements:
-                cur.execute(st)
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def everything(dsn: str) -> dict:

@@ -74,3 +74,26 @@ def snapshot(dsn: str) -> dict:
         return out
     finally:
         conn.close()
+
+
+def execute(dsn: str, *statements: str) -> None:
+    """Run the statements in one transaction on a connection of their own, and commit."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            for st in statements:
+                cur.execute(st)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def query(dsn: str, text: str) -> list[tuple]:
+    """The rows of one query, on a connection of its own."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(text)
+            return cur.fetchall()
+    finally:
+        conn.close()

@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-import psycopg2
-
 # A source COPY that takes about 1.5 s: each row's expression sleeps (a rule's sql: evaluated on
 # the source), so the copy is slow however fast the machine is.
 SLOW = ("CREATE FUNCTION slow(t text) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT pg_sleep(0.005); SELECT t $$",
         "CREATE TABLE notes (id int PRIMARY KEY, body text)",
         "INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 300) g")
-
-
-def execute(dsn: str, *statements: str) -> None:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            for st in statements:
-                cur.execute(st)
-        conn.commit()
-    finally:
-        conn.close()
