@@ -67,6 +67,8 @@ class TableCopied(TypedDict):
     rows_deleted: NotRequired[int]
     digest_seconds: NotRequired[float]  # the time finding what differs
     found: NotRequired[str]  # how: "by digest", or "since the last sync" (recorded on staging)
+    key_ranges: NotRequired[int]  # ranges of the key both sides summarised (dbsync.sync.ranges)
+    key_ranges_compared: NotRequired[int]  # those whose summaries differed, compared key by key
 
 
 class TablePlanned(TypedDict):

@@ -10,9 +10,10 @@ import time
 import psycopg2
 import pytest
 
+from dbsync.errors import DbSyncError
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import load_rules
-from dbsync.sync import sync_databases
+from dbsync.sync import delta, sync_databases
 from localdev.oldsync import replicate_like_old_sync_dsn
 from localdev.sampledata import build_prod
 from tests.support.db import execute
@@ -197,3 +198,64 @@ def test_a_delta_that_breaks_a_constraint_reruns_the_sync_in_full(make_db):
     assert "broke a constraint" in result["fallback"] and "synced again in full" in result["fallback"]
     full = staging_of(make_db, prod)
     assert everything(staging)["users"] == everything(full)["users"]
+
+
+SPARSE_PROD_CHANGES = (
+    "UPDATE books SET title = title || ' (rev.)' WHERE id % 97 = 5",
+    "DELETE FROM reviews WHERE id % 211 = 7",
+    "DELETE FROM book_authors WHERE book_id % 331 = 3",
+    "INSERT INTO reviews (book_id, user_id, rating, body) SELECT 1, 1, 3, 'new' FROM generate_series(1, 4)",
+)
+
+
+@pytest.mark.parametrize("same_major", [True, False], ids=["internal hashes", "md5 (servers of two majors)"])
+def test_only_the_key_ranges_whose_summaries_differ_are_compared(make_db, monkeypatch, same_major):
+    if not same_major:
+        monkeypatch.setattr(delta, "_same_major", lambda run: False)
+    prod = make_prod(make_db, 0.02)
+    full, inc = staging_of(make_db, prod), staging_of(make_db, prod)
+    sync_databases(prod, inc, rules=load_rules(RULES), masking_key=KEY, incremental=True)  # records the state
+    execute(prod, *SPARSE_PROD_CHANGES)
+    for staging in (full, inc):
+        execute(staging, *STAGING_WRITES)
+    sync_databases(prod, full, rules=load_rules(RULES), masking_key=KEY)
+    result = sync_databases(prod, inc, rules=load_rules(RULES), masking_key=KEY, incremental=True)
+    assert everything(inc) == everything(full)
+    tables = {t["table"]: t for t in result["tables"]}
+    for name in ("public.books", "public.reviews", "public.book_authors"):
+        t = tables[name]
+        assert t["mode"] == "delta" and t["found"] == "since the last sync"
+        assert 0 < t["key_ranges_compared"] < t["key_ranges"] / 4, t
+    assert result["validation"]["ok"]
+
+
+def test_a_staging_transaction_older_than_the_sync_that_writes_after_it_is_undone(make_db):
+    """Its xid is older than the sync's own, but it had not ended when the sync committed."""
+    prod = make_prod(make_db, 0.001)
+    staging = staging_of(make_db, prod)
+    writer = psycopg2.connect(staging)
+    try:
+        with writer.cursor() as cur:
+            cur.execute("SELECT pg_current_xact_id()")  # the xid is taken now, before the sync's
+        sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY, incremental=True)
+        with writer.cursor() as cur:
+            cur.execute("UPDATE books SET title = 'written after the sync' WHERE id = 1")
+        writer.commit()
+    finally:
+        writer.close()
+    result = sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY, incremental=True)
+    books = next(t for t in result["tables"] if t["table"] == "public.books")
+    assert books["found"] == "since the last sync" and books["rows_copied"] >= 1
+    assert everything(staging)["books"] == everything(prod)["books"]
+
+
+def test_a_delete_the_apply_missed_fails_the_count_check(make_db, monkeypatch):
+    """Staging's count after a delta comes from its summary and the statements' row counts; a
+    wrong one fails the run like a wrong COPY would."""
+    prod = make_prod(make_db, 0.02)
+    staging = staging_of(make_db, prod)
+    sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY, incremental=True)
+    execute(prod, *SPARSE_PROD_CHANGES)
+    monkeypatch.setattr(delta, "delete_gone", lambda run, unit, key, i: 0)
+    with pytest.raises(DbSyncError, match="row counts differ"):
+        sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY, incremental=True)

@@ -8,7 +8,9 @@ that still holds (same source cluster and database, xids moving forward, the sam
 needs per table only:
 - prod's rows written since that snapshot (`age(xmin) <= age(<recorded xmin>)`: a scan with a
   cheap filter; frozen rows count as old), its keys (a narrow COPY), and
-- staging's rows written since the last sync (`age(xmin) < age(<its xid>)`), its keys.
+- staging's rows written by transactions that had not ended when the last sync committed (the
+  xmin of a snapshot it took just before its COMMIT), other than the sync's own: a writer that
+  waited on the sync's locks writes after it, whatever its xid.
 Keys prod lacks are deleted; keys staging lacks or wrote to are fetched from prod by key; prod's
 recent rows are upserted. An over-estimate (a row in a transaction that was running at the
 snapshot) only costs a row fetched again. Anything unusual falls back to comparing digests.
@@ -35,6 +37,7 @@ MAX_XID_DISTANCE = 1_000_000_000
 class LastSync:
     source_xmin: int
     target_xid: int
+    target_xmin: int
     fingerprint: str
 
 
@@ -55,17 +58,26 @@ def source_identity(run) -> tuple[str, str]:
 def read_state(run) -> dict[str, LastSync]:
     """label → the last sync's record, where one is usable; {} when there is none."""
     with run.target.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s)", (f"{STATE_SCHEMA}.{STATE_TABLE}",))
-        if cur.fetchone()[0] is None:
+        # A record from before target_xmin existed is not used (write_state adds the column).
+        cur.execute("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'target_xmin'",
+                    (f"{STATE_SCHEMA}.{STATE_TABLE}",))
+        if cur.fetchone() is None:
             return {}
         sysid, database = source_identity(run)
-        cur.execute(sql.SQL("SELECT table_name, source_xmin::text, target_xid::text, fingerprint FROM {}"
-                            " WHERE source_system_id = %s AND source_database = %s").format(STATE), (sysid, database))
+        cur.execute(sql.SQL("SELECT table_name, source_xmin::text, target_xid::text, target_xmin::text, fingerprint"
+                            " FROM {} WHERE source_system_id = %s AND source_database = %s"
+                            " AND target_xmin IS NOT NULL").format(STATE), (sysid, database))
         rows = cur.fetchall()
-    with run.source.cursor() as cur:
+    # Both servers' xids, as far as age() can tell them apart.
+    source_now, target_now = _next_xid(run.source), _next_xid(run.target)
+    return {label: LastSync(int(x), int(t), int(tx), f) for label, x, t, tx, f in rows
+            if 0 <= source_now - int(x) < MAX_XID_DISTANCE and 0 <= target_now - int(tx) < MAX_XID_DISTANCE}
+
+
+def _next_xid(conn) -> int:
+    with conn.cursor() as cur:
         cur.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
-        now = int(cur.fetchone()[0])
-    return {label: LastSync(int(x), int(t), f) for label, x, t, f in rows if 0 <= now - int(x) < MAX_XID_DISTANCE}
+        return int(cur.fetchone()[0])
 
 
 def write_state(run, units: list[Unit]) -> None:
@@ -89,17 +101,24 @@ def write_state(run, units: list[Unit]) -> None:
             cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, source_system_id text,"
                                 " source_database text, source_xmin xid8, target_xid xid8, fingerprint text,"
                                 " synced_at timestamptz)").format(STATE))
+            cur.execute(_ADD_TARGET_XMIN.format(STATE))
             for unit in units:
-                cur.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s::xid8, pg_current_xact_id(), %s, now())"
-                                    " ON CONFLICT (table_name) DO UPDATE SET"
-                                    " source_system_id = excluded.source_system_id,"
-                                    " source_database = excluded.source_database, source_xmin = excluded.source_xmin,"
-                                    " target_xid = excluded.target_xid, fingerprint = excluded.fingerprint,"
-                                    " synced_at = excluded.synced_at").format(STATE),
-                            (unit.label, sysid, database, source_xmin, fingerprint(run, unit)))
+                cur.execute(_RECORD.format(STATE), (unit.label, sysid, database, source_xmin, fingerprint(run, unit)))
             cur.execute("RELEASE SAVEPOINT dbsync_state")
         except psycopg2.Error:
             cur.execute("ROLLBACK TO SAVEPOINT dbsync_state")
+
+
+# Added after the first release of the record.
+_ADD_TARGET_XMIN = sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS target_xmin xid8")
+_RECORD = sql.SQL("INSERT INTO {} (table_name, source_system_id, source_database, source_xmin, target_xid,"
+                  " target_xmin, fingerprint, synced_at)"
+                  " VALUES (%s, %s, %s, %s::xid8, pg_current_xact_id(), pg_snapshot_xmin(pg_current_snapshot()),"
+                  " %s, now())"
+                  " ON CONFLICT (table_name) DO UPDATE SET source_system_id = excluded.source_system_id,"
+                  " source_database = excluded.source_database, source_xmin = excluded.source_xmin,"
+                  " target_xid = excluded.target_xid, target_xmin = excluded.target_xmin,"
+                  " fingerprint = excluded.fingerprint, synced_at = excluded.synced_at")
 
 
 def _xid32(xid8: int) -> sql.Composable:
@@ -111,6 +130,8 @@ def recent_source_filter(last: LastSync) -> sql.Composable:
     return sql.SQL("age(xmin) <= age({})").format(_xid32(last.source_xmin))
 
 
-def recent_target_filter(last: LastSync, alias: str) -> sql.Composable:
-    """Staging rows written after the last sync's own transaction (someone used staging)."""
-    return sql.SQL("age({}) < age({})").format(sql.Identifier(alias, "xmin"), _xid32(last.target_xid))
+def recent_target_filter(last: LastSync, xmin: sql.Composable) -> sql.Composable:
+    """Staging rows (`xmin` their xmin) written by someone else than the last sync, by a
+    transaction that had not ended when that sync committed."""
+    return sql.SQL("(age({x}) <= age({since}) AND {x} <> {own})").format(
+        x=xmin, since=_xid32(last.target_xmin), own=_xid32(last.target_xid))

@@ -116,6 +116,9 @@ class CopyResult:
     bytes: int
     seconds: float
     format: str
+    # target_rows is the table's row count after the sync, known from the statements' row counts
+    # under the sync's lock (an incremental sync), so validation need not count the table again.
+    counted: bool = False
 
 
 def copy_out_statement(table_ident: sql.Composable, select_list: sql.Composable, *, partitioned: bool,

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from psycopg2 import sql
 
 from dbsync.errors import DbSyncError
+from dbsync.sync import ranges
 from dbsync.sync.copy import stream_copy
 from dbsync.sync.plan import Unit
 
@@ -47,6 +49,15 @@ class Delta:
     gone: int = 0  # on staging, not on prod
     digest_seconds: float = 0.0
     how: str = "by digest"  # or "since the last sync" (dbsync.sync.changes)
+    ranges: ranges.Ranges | None = None  # how the key was cut, if it was (dbsync.sync.ranges)
+    inserted: int = 0  # by the apply
+    deleted: int = 0
+
+    @property
+    def target_rows(self) -> int | None:
+        """Staging's row count after the apply, where its count before is known."""
+        before = self.ranges.target_rows if self.ranges else None
+        return None if before is None else int(before) + self.inserted - self.deleted
 
     @property
     def fraction(self) -> float:
@@ -65,12 +76,21 @@ _HASHABLE = re.compile(r"^(smallint|integer|bigint|boolean|text|character varyin
                        r"|time(\(\d\))? without time zone|uuid|bytea|jsonb|inet|oid)$")
 
 
+def _same_major(run) -> bool:
+    return run.source.info.server_version // 10000 == run.target.info.server_version // 10000
+
+
 def fast_digest(run, unit: Unit) -> bool:
     """hash_record_extended instead of md5 of the row's text: several times cheaper, but internal,
     so only between servers of one major version, with identical built-in types (binary COPY's
     condition), each of a type whose hash agrees with its text."""
-    same_major = run.source.info.server_version // 10000 == run.target.info.server_version // 10000
-    return same_major and unit.binary and all(_HASHABLE.match(unit.source.columns[c].type) for c in unit.columns)
+    return _same_major(run) and unit.binary and all(_HASHABLE.match(unit.source.columns[c].type)
+                                                    for c in unit.columns)
+
+
+def fast_keys(run, unit: Unit, key: tuple[str, ...]) -> bool:
+    """The same condition, for the key's columns only."""
+    return _same_major(run) and unit.binary and all(_HASHABLE.match(unit.source.columns[c].type) for c in key)
 
 
 def _row_digest(items: list[sql.Composable], fast: bool = False) -> sql.Composable:
@@ -158,10 +178,15 @@ _CHANGED_BY_DIGEST = sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {p
                              " LEFT JOIN {t} s ON {match} WHERE s.{k0} IS NULL OR {staged} <> p.dbsync_digest")
 _GONE_BY_DIGEST = sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {sk} FROM {t} s"
                           " WHERE NOT EXISTS (SELECT 1 FROM {pd} p WHERE {match})")
-# One hash join of prod's keys with staging's rows: keys only one side has, and staging's rows
-# written since the last sync; everything else is the same on both sides.
+# One hash join of prod's keys with staging's rows (all, or those in the key ranges that differ):
+# keys only one side has, and staging's rows written since the last sync; everything else is
+# the same on both sides.
 _JOINED_KEYS = sql.SQL("CREATE TEMP TABLE {both} ON COMMIT DROP AS SELECT {pk_cols}, {sk_cols} FROM {pk} p"
-                       " FULL JOIN {t} s ON {match} WHERE p.{k0} IS NULL OR s.{k0} IS NULL OR {recent}")
+                       " FULL JOIN {staged} s ON {match} WHERE p.{k0} IS NULL OR s.{k0} IS NULL OR {recent}")
+_STAGED_KEYS = sql.SQL("SELECT {s_keys}, s.xmin AS dbsync_xmin FROM {t} s{restrict}")
+# Staging's keys in the differing ranges, materialised: a join on ranges has no estimate the
+# planner could size the FULL JOIN's hash by.
+_CREATE_STAGED = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}")
 _CHANGED_FROM_JOIN = sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {keys} FROM {both} b"
                              " WHERE b.{p0} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rows} r WHERE {in_rows})")
 _GONE_FROM_JOIN = sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {keys} FROM {both} b WHERE b.{p0} IS NULL")
@@ -214,12 +239,21 @@ def _prefixed(key: tuple[str, ...], alias: str, prefix: str, *, to_plain: bool =
 def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
     """What differs, from what the last sync saw (dbsync.sync.changes): prod's recent rows into
     `_dbsync_rows_i`, the other keys to fetch into `_dbsync_changed_i`, vanished ones into
-    `_dbsync_gone_i` — without digesting a row."""
+    `_dbsync_gone_i` — without digesting a row, and where the key allows, comparing only the key
+    ranges whose summaries differ (dbsync.sync.ranges)."""
     from dbsync.sync.changes import recent_source_filter, recent_target_filter
 
     began = time.perf_counter()
-    recent = recent_source_filter(last)
-    n_recent, total = recent_share(run, unit, recent)
+    recent, source = recent_source_filter(last), _from(unit.source)
+    fast = fast_keys(run, unit, key)
+    cut = ranges.plan_ranges(run, unit, key, fast=fast, from_=source)
+    summaries = (_temp("summary", i), _temp("staged_summary", i))
+    if cut:
+        n_recent, total = ranges.summarise(run, cut, key, fast=fast, names=summaries, source=source,
+                                           where=_source_where(unit), recent=recent, target=_from(unit.target),
+                                           staged=recent_target_filter(last, sql.Identifier("s", "xmin")))
+    else:
+        n_recent, total = recent_share(run, unit, recent)
     if n_recent > AUTO_FULL_FRACTION * max(1, total):
         return Delta(total, n_recent, 0, time.perf_counter() - began)
     pk, rows, both = _temp("prodkeys", i), _temp("rows", i), _temp("keys", i)
@@ -227,25 +261,38 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
     with run.target.cursor() as cur:
         cur.execute(_CREATE_LIKE.format(pk, _keys(key), _from(unit.target)))
         _create_rows(cur, unit, i)
-    keys_out = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(
-        _keys(key), _from(unit.source), _source_where(unit), _copy_format(unit))
-    sent = stream_copy(run.source, run.target, keys_out, _into(pk, unit, binary=True), binary=unit.binary,
-                       stop_at=stop_at)
     fetched = stream_copy(run.source, run.target, _rows_out(unit, recent), _into(rows, unit, binary=True),
                           binary=unit.binary, stop_at=stop_at).target_rows
+    source_join = target_join = sql.SQL("")
+    if cut:
+        differing = _temp("ranges", i)
+        ranges.find_differing(run, cut, key, fast=fast, names=summaries, rows=rows, out=differing,
+                              target=_from(unit.target), match=_match(key, "s", "r"))
+        if cut.restricts:
+            source_join, target_join = ranges.source_restriction(run, cut, differing), ranges.target_restriction(
+                cut, differing, "s")
+    keys_out = sql.SQL("COPY (SELECT {} FROM {}{}{}) TO STDOUT{}").format(
+        _keys(key), source, source_join, _source_where(unit), _copy_format(unit))
+    stream_copy(run.source, run.target, keys_out, _into(pk, unit, binary=True), binary=unit.binary, stop_at=stop_at)
     p0 = sql.Identifier(f"p_{key[0]}")
     with run.target.cursor() as cur:
+        staged = _STAGED_KEYS.format(s_keys=_keys(key, "s"), t=_from(unit.target), restrict=target_join)
+        if cut and cut.restricts:
+            cur.execute(_CREATE_STAGED.format(_temp("staged", i), staged))
+            staged = _temp("staged", i)
+        else:
+            staged = sql.SQL("({})").format(staged)
         cur.execute(_JOINED_KEYS.format(
-            both=both, pk_cols=_prefixed(key, "p", "p_"), sk_cols=_prefixed(key, "s", "s_"), pk=pk,
-            t=_from(unit.target), match=_match(key, "s", "p"), k0=sql.Identifier(key[0]),
-            recent=recent_target_filter(last, "s")))
+            both=both, pk_cols=_prefixed(key, "p", "p_"), sk_cols=_prefixed(key, "s", "s_"), pk=pk, staged=staged,
+            match=_match(key, "s", "p"), k0=sql.Identifier(key[0]),
+            recent=recent_target_filter(last, sql.Identifier("s", "dbsync_xmin"))))
         cur.execute(_CHANGED_FROM_JOIN.format(ch=_temp("changed", i), keys=_prefixed(key, "b", "p_", to_plain=True),
                                               both=both, p0=p0, rows=rows, in_rows=_match(key, "r", "b", "p_")))
         n_changed = cur.rowcount
         cur.execute(_GONE_FROM_JOIN.format(g=_temp("gone", i), keys=_prefixed(key, "b", "s_", to_plain=True),
                                            both=both, p0=p0))
         n_gone = cur.rowcount
-    return Delta(sent.source_rows, fetched + n_changed, n_gone, time.perf_counter() - began)
+    return Delta(total, fetched + n_changed, n_gone, time.perf_counter() - began, ranges=cut)
 
 
 def fetch_changed(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
@@ -264,8 +311,9 @@ def fetch_changed(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
                        binary=unit.binary, stop_at=run.budget.stop_at(run.reserve())).target_rows
 
 
-def upsert(run, unit: Unit, key: tuple[str, ...], i: int) -> None:
-    """Changed rows updated in place, new ones inserted: the table's own rows, never re-keyed."""
+def upsert(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
+    """Changed rows updated in place, new ones inserted: the table's own rows, never re-keyed.
+    Returns the rows inserted."""
     rows, key_match = _temp("rows", i), _match(key, "t", "r")
     others = [c for c in unit.columns if c not in key]
     match = key_match
@@ -283,6 +331,30 @@ def upsert(run, unit: Unit, key: tuple[str, ...], i: int) -> None:
             t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
             values=sql.SQL(", ").join(sql.Identifier("r", c) for c in unit.columns), rows=rows,
             only_t=_from(unit.target), match=key_match))
+        return cur.rowcount
+
+
+# Joins of a delta (at most AUTO_FULL_FRACTION of a table) with its table: by key, through the
+# index. Left to itself the planner often reads the whole table in key order for a merge join.
+_PROBE_SETTINGS = ("enable_mergejoin", "enable_hashjoin")
+
+
+@contextmanager
+def probing(conn):
+    """Nested loops over the key's index for the statements inside, then the settings as they
+    were (SET LOCAL would last to the COMMIT, through the foreign keys' validation)."""
+    def select(template: str, *args) -> sql.Composable:
+        return sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+            sql.SQL(template).format(sql.Literal(name), *map(sql.Literal, values))
+            for name, *values in zip(_PROBE_SETTINGS, *args, strict=True)))
+
+    with conn.cursor() as cur:
+        cur.execute(select("current_setting({})"))
+        before = cur.fetchone()
+        cur.execute(select("set_config({}, 'off', true)"))
+    yield
+    with conn.cursor() as cur:  # not reached after an error: the rollback undoes set_config
+        cur.execute(select("set_config({}, {}, true)", before))
 
 
 def delete_gone(run, unit: Unit, key: tuple[str, ...], i: int) -> int:

@@ -137,7 +137,7 @@ def incremental(run: SyncRun) -> None:
             found[unit.label] = _decide(unit, delta.diff_recent(run, unit, key, i, last), "since the last sync")
         else:
             found[unit.label] = _choose(run, unit, key, i)
-    _apply_deltas(run, [(u, k, i) for i, (u, k) in enumerate(candidates) if u.mode == "delta"])
+    _apply_deltas(run, [(u, k, i) for i, (u, k) in enumerate(candidates) if u.mode == "delta"], found)
     for unit, _ in candidates:
         if unit.mode != "full":
             _report_delta(run, unit, found[unit.label])
@@ -162,7 +162,7 @@ def _decide(unit, found: delta.Delta, how: str) -> delta.Delta:
     return found
 
 
-def _apply_deltas(run: SyncRun, work: list) -> None:
+def _apply_deltas(run: SyncRun, work: list, found: dict[str, delta.Delta]) -> None:
     """Upserts parents first, deletes children first. Not under a savepoint: rows a subtransaction
     writes carry its own, later xid, which the next sync would take for staging's own writes
     (dbsync.sync.changes). A delta that breaks a constraint (a unique value moving between rows)
@@ -170,27 +170,33 @@ def _apply_deltas(run: SyncRun, work: list) -> None:
     order = delta.parents_first([u for u, _, _ in work], {k: v.references for k, v in run.target_catalog.keys.items()})
     by_unit = {id(u): (k, i) for u, k, i in work}
     try:
-        for unit in order:
-            run.doing = f"applying the changes to {unit.label}"
-            delta.fetch_changed(run, unit, *by_unit[id(unit)])
-            delta.upsert(run, unit, *by_unit[id(unit)])
-        for unit in reversed(order):
-            run.doing = f"deleting what prod no longer has from {unit.label}"
-            delta.delete_gone(run, unit, *by_unit[id(unit)])
+        with delta.probing(run.target):
+            for unit in order:
+                run.doing = f"applying the changes to {unit.label}"
+                delta.fetch_changed(run, unit, *by_unit[id(unit)])
+                found[unit.label].inserted = delta.upsert(run, unit, *by_unit[id(unit)])
+            for unit in reversed(order):
+                run.doing = f"deleting what prod no longer has from {unit.label}"
+                found[unit.label].deleted = delta.delete_gone(run, unit, *by_unit[id(unit)])
     except psycopg2.IntegrityError as exc:
         raise delta.DeltaConflict(f"the changes to {run.doing.rsplit(' ', 1)[-1]} broke a constraint"
                                   f" ({pg_message(exc)})") from None
 
 
 def _report_delta(run: SyncRun, unit, found: delta.Delta) -> None:
-    run.copied[unit.label] = CopyResult(found.source_rows, found.source_rows, 0, found.digest_seconds,
-                                        "binary" if unit.binary else "text")
-    run.report["tables"].append(TableCopied(
+    after = found.target_rows
+    run.copied[unit.label] = CopyResult(found.source_rows, found.source_rows if after is None else after, 0,
+                                        found.digest_seconds, "binary" if unit.binary else "text",
+                                        counted=after is not None)
+    row = TableCopied(
         table=unit.label, rows=found.source_rows, bytes=0, seconds=round(found.digest_seconds, 4),
         format="binary" if unit.binary else "text", mode=unit.mode,
         rows_copied=found.changed if unit.mode == "delta" else 0,
         rows_deleted=found.gone if unit.mode == "delta" else 0, digest_seconds=round(found.digest_seconds, 4),
-        found=found.how))
+        found=found.how)
+    if found.ranges:
+        row["key_ranges"], row["key_ranges_compared"] = found.ranges.count, found.ranges.differing
+    run.report["tables"].append(row)
 
 
 def truncate(run: SyncRun) -> None:

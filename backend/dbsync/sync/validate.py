@@ -13,10 +13,14 @@ def count_rows(conn, units: list[Unit], copied: dict[str, CopyResult]) -> Valida
     tables: list[TableValidated] = []
     with conn.cursor() as cur:
         for u in units:
-            only = sql.SQL("") if u.target.relkind == "p" else sql.SQL("ONLY ")
-            cur.execute(sql.SQL("SELECT count(*) FROM {}{}").format(only, u.target.ident))
-            target_rows = cur.fetchone()[0]
-            source_rows = copied[u.label].source_rows
+            result = copied[u.label]
+            if result.counted:
+                target_rows = result.target_rows
+            else:
+                only = sql.SQL("") if u.target.relkind == "p" else sql.SQL("ONLY ")
+                cur.execute(sql.SQL("SELECT count(*) FROM {}{}").format(only, u.target.ident))
+                target_rows = cur.fetchone()[0]
+            source_rows = result.source_rows
             tables.append(TableValidated(table=u.label, source_rows=source_rows, target_rows=target_rows,
                                          ok=source_rows == target_rows))
     return Validation(ok=all(t["ok"] for t in tables), tables=tables)

@@ -1,0 +1,194 @@
+"""Key ranges that both servers summarise, so that the comparison skips the ranges that agree.
+
+For a key whose leading column is an integer, rows fall into ranges `k0 >> shift` of about
+RANGE_ROWS keys each. Prod summarises every range in one scan (inside the snapshot): its row
+count, the XOR of a 64-bit hash of each row's key, and how many of its rows were written since
+the last sync. Staging summarises its own rows the same way, counting in the keys of prod's
+recent rows (already fetched, so already accounted for) and marking ranges that staging wrote
+to since the last sync. A range whose summaries agree holds the same keys on both sides (but for
+a 2^-64 chance) and nothing staging changed, so only the others are compared key by key:
+changes spread thin across a table touch a few percent of its ranges, and prod sends those
+ranges' keys instead of every key.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+from psycopg2 import sql
+
+from dbsync.sync.budget import BudgetExceeded
+from dbsync.sync.copy import SourceCopyError
+from dbsync.sync.plan import Unit
+
+# Keys per range, about: few enough that a range holding one change holds few keys, many enough
+# that the summaries stay a small fraction of the keys.
+RANGE_ROWS = 16
+# Above this share of ranges differing, prod sends every key instead (the list costs more).
+MAX_RANGE_SHARE = 0.5
+# Ranges named in one statement to prod (their numbers are written into its SQL text).
+MAX_RANGES = 200_000
+_INTEGERS = ("smallint", "integer", "bigint")
+
+
+@dataclass
+class Ranges:
+    """How one table's keys are cut: the leading column's value shifted right by `shift`."""
+
+    column: str
+    shift: int
+    key_hash: sql.Composable  # a 64-bit hash of the row's key, computed alike by both servers
+    count: int = 0  # ranges prod has rows in
+    differing: int = 0  # ranges compared key by key
+    target_rows: int | None = None  # staging's rows before the sync, from its summary
+
+    def of(self, alias: str | None = None) -> sql.Composable:
+        col = sql.Identifier(alias, self.column) if alias else sql.Identifier(self.column)
+        return sql.SQL("({}::bigint >> {})").format(col, sql.Literal(self.shift))
+
+    @property
+    def restricts(self) -> bool:
+        """Whether comparing only the differing ranges beats comparing every key."""
+        return self.differing <= min(MAX_RANGES, MAX_RANGE_SHARE * self.count)
+
+
+def key_hash(key: tuple[str, ...], fast: bool, alias: str | None = None) -> sql.Composable:
+    """Between servers of one major version the internal hash functions (several times cheaper;
+    for one integer column the integer's own, cheaper still than a record's); otherwise the
+    first 64 bits of the md5 of the key's text, which every version writes alike (both sessions
+    pin the output settings)."""
+    columns = [sql.Identifier(alias, k) if alias else sql.Identifier(k) for k in key]
+    row = sql.SQL("ROW({})").format(sql.SQL(", ").join(columns))
+    if fast and len(key) == 1:
+        return sql.SQL("hashint8extended({}::bigint, 0)").format(columns[0])
+    if fast:
+        return sql.SQL("hash_record_extended({}, 0)").format(row)
+    return sql.SQL("('x' || left(md5({}::text), 16))::bit(64)::bigint").format(row)
+
+
+_BOUNDS = sql.SQL("SELECT min({k})::numeric, max({k})::numeric,"
+                  " (SELECT reltuples FROM pg_class WHERE oid = {oid}) FROM {t}")
+
+
+def plan_ranges(run, unit: Unit, key: tuple[str, ...], *, fast: bool, from_: sql.Composable) -> Ranges | None:
+    """Ranges of about RANGE_ROWS keys, from the leading column's bounds (an index's two ends)
+    and the table's estimated rows; None when the leading column is not an integer."""
+    column = key[0]
+    if unit.source.columns[column].type not in _INTEGERS:
+        return None
+    with run.source.cursor() as cur:
+        cur.execute(_BOUNDS.format(k=sql.Identifier(column), oid=sql.Literal(unit.source.oid), t=from_))
+        low, high, estimate = cur.fetchone()
+    if low is None:
+        return None  # prod's table is empty: nothing to cut
+    span = float(high - low) + 1
+    rows = estimate if estimate and estimate > 0 else span
+    shift = max(0, min(62, round(math.log2(max(1.0, span / rows * RANGE_ROWS)))))
+    return Ranges(column, shift, key_hash(key, fast))
+
+
+_SUMMARY = sql.SQL("SELECT {b} AS b, count(*) AS n, bit_xor({h}) AS h, count(*) FILTER (WHERE {recent}) AS recent"
+                   " FROM {t}{where} GROUP BY 1")
+_CREATE_SUMMARY = sql.SQL("CREATE TEMP TABLE {} (b bigint, n bigint, h bigint, recent bigint) ON COMMIT DROP")
+_CREATE_TARGET_SUMMARY = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}")
+_TOTALS = sql.SQL("SELECT count(*), coalesce(sum(recent), 0), coalesce(sum(n), 0),"
+                  " (SELECT coalesce(sum(n), 0) FROM {}) FROM {}")
+# Prod's summary is read into a spool while staging computes its own, so that both servers scan
+# at once; held in memory up to this size, in a temporary file beyond it.
+SPOOL_MEMORY = 32 * 2**20
+
+
+def summarise(run, ranges: Ranges, key: tuple[str, ...], *, fast: bool, names: tuple[sql.Identifier, sql.Identifier],
+              source: sql.Composable, where: sql.Composable, recent: sql.Composable, target: sql.Composable,
+              staged: sql.Composable) -> tuple[int, int]:
+    """Both summaries into temporary tables on staging (`names`: prod's, staging's), computed
+    by the two servers at the same time; returns prod's (rows written since the last sync, rows)
+    and keeps the number of ranges and staging's row count on `ranges`."""
+    prod_name, staging_name = names
+    copy_out = sql.SQL("COPY ({}) TO STDOUT").format(
+        _SUMMARY.format(b=ranges.of(), h=ranges.key_hash, recent=recent, t=source, where=where))
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
+        reading = _read_in_background(run, copy_out, spool)
+        with run.target.cursor() as cur:
+            cur.execute(_CREATE_TARGET_SUMMARY.format(staging_name, _SUMMARY.format(
+                b=ranges.of("s"), h=key_hash(key, fast, "s"), recent=staged, t=sql.SQL("{} s").format(target),
+                where=sql.SQL(""))))
+        reading()
+        spool.seek(0)
+        with run.target.cursor() as cur:
+            cur.execute(_CREATE_SUMMARY.format(prod_name))
+            cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(prod_name).as_string(run.target), spool)
+            cur.execute(_TOTALS.format(staging_name, prod_name))
+            ranges.count, n_recent, total, ranges.target_rows = cur.fetchone()
+    return int(n_recent), int(total)
+
+
+def _read_in_background(run, copy_out: sql.Composable, spool):
+    """Start prod's COPY into `spool` in a thread; the returned function waits for it (within
+    the time budget, cancelling prod's statement past it) and raises what it raised."""
+    outcome: dict = {}
+
+    def read():
+        try:
+            with run.source.cursor() as cur:
+                cur.copy_expert(copy_out.as_string(run.source), spool)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=read, name="dbsync-summary", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        stop_at = run.budget.stop_at(run.reserve())
+        while thread.is_alive():
+            thread.join(timeout=0.2)
+            if thread.is_alive() and stop_at is not None and time.perf_counter() >= stop_at:
+                run.source.cancel()
+                thread.join(timeout=30)
+                raise BudgetExceeded("the comparison ran out of its time budget")
+        if "error" in outcome:
+            raise SourceCopyError(outcome["error"])
+
+    return wait
+
+
+# Staging's side, compared range by range with prod's: its own keys plus those of prod's recent
+# rows it lacks (they arrive by the upsert), and whether staging wrote to the range itself.
+_DIFFERING = sql.SQL(
+    "CREATE TEMP TABLE {out} ON COMMIT DROP AS"
+    " SELECT b, (b << {shift}) AS lo, (b << {shift}) + {mask} AS hi FROM {prod} p"
+    " FULL JOIN {staging} s USING (b)"
+    " FULL JOIN (SELECT {b_r} AS b, count(*) AS n, bit_xor({h_r}) AS h FROM {rows} r"
+    "            WHERE NOT EXISTS (SELECT 1 FROM {t} s WHERE {match}) GROUP BY 1) r USING (b)"
+    " WHERE p.n IS DISTINCT FROM coalesce(s.n, 0) + coalesce(r.n, 0)"
+    "    OR p.h IS DISTINCT FROM coalesce(s.h, 0) # coalesce(r.h, 0) OR s.recent > 0")
+
+
+def find_differing(run, ranges: Ranges, key: tuple[str, ...], *, fast: bool,
+                   names: tuple[sql.Identifier, sql.Identifier], rows: sql.Identifier, out: sql.Identifier,
+                   target: sql.Composable, match: sql.Composable) -> None:
+    """The ranges whose summaries differ, with their bounds, into `out` on staging."""
+    with run.target.cursor() as cur:
+        cur.execute(_DIFFERING.format(
+            out=out, shift=sql.Literal(ranges.shift), mask=sql.Literal(2**ranges.shift - 1), prod=names[0],
+            staging=names[1], b_r=ranges.of("r"), h_r=key_hash(key, fast, "r"), rows=rows, t=target, match=match))
+        ranges.differing = cur.rowcount
+
+
+def source_restriction(run, ranges: Ranges, out: sql.Identifier) -> sql.Composable:
+    """A JOIN that keeps prod's rows in the differing ranges (an index range scan each)."""
+    with run.target.cursor() as cur:
+        cur.execute(sql.SQL("SELECT b FROM {} ORDER BY b").format(out))
+        numbers = "{" + ",".join(str(b) for (b,) in cur.fetchall()) + "}"
+    low = sql.SQL("(dbsync_range << {})").format(sql.Literal(ranges.shift))
+    return sql.SQL(" JOIN unnest({}::bigint[]) AS dbsync_ranges(dbsync_range) ON {} BETWEEN {} AND {} + {}").format(
+        sql.Literal(numbers), sql.Identifier(ranges.column), low, low, sql.Literal(2**ranges.shift - 1))
+
+
+def target_restriction(ranges: Ranges, out: sql.Identifier, alias: str) -> sql.Composable:
+    """The same on staging, where the differing ranges are a temporary table."""
+    return sql.SQL(" JOIN {} d ON {} BETWEEN d.lo AND d.hi").format(out, sql.Identifier(alias, ranges.column))
