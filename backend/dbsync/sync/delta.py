@@ -176,7 +176,7 @@ _CREATE_DIGESTS = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, '':
                           " FROM {} WITH NO DATA")
 _CHANGED_BY_DIGEST = sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {pk} FROM {pd} p"
                              " LEFT JOIN {t} s ON {match} WHERE s.{k0} IS NULL OR {staged} <> p.dbsync_digest")
-_GONE_BY_DIGEST = sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {sk} FROM {t} s"
+_GONE_BY_DIGEST = sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {sk} FROM {staged} s"
                           " WHERE NOT EXISTS (SELECT 1 FROM {pd} p WHERE {match})")
 # One hash join of prod's keys with staging's rows (all, or those in the key ranges that differ):
 # keys only one side has, and staging's rows written since the last sync; everything else is
@@ -197,27 +197,54 @@ _DELETE_GONE = sql.SQL("DELETE FROM {t} AS t USING {gone} g WHERE {match}")
 
 
 def diff(run, unit: Unit, key: tuple[str, ...], i: int) -> Delta:
-    """Prod's (key, digest) pairs into a temporary table on staging; there, the keys that differ
-    (`_dbsync_changed_i`) and those staging alone has (`_dbsync_gone_i`)."""
+    """Prod's (key, digest) pairs into a temporary table on staging — of the key ranges whose
+    summaries of row hashes differ, where the key can be cut (dbsync.sync.ranges), else of every
+    row; there, the keys that differ (`_dbsync_changed_i`) and those staging alone has
+    (`_dbsync_gone_i`)."""
     began = time.perf_counter()
     fast = fast_digest(run, unit)
-    pd, target = _temp("prod", i), unit.target
+    pd, target, source = _temp("prod", i), unit.target, _from(unit.source)
+    staged_items = [sql.Identifier("s", c) for c in unit.columns]
+    cut = ranges.plan_ranges(run, unit, key, from_=source)
+    source_join = target_join = sql.SQL("")
+    total = None
+    if cut:
+        summaries, differing = (_temp("summary", i), _temp("staged_summary", i)), _temp("ranges", i)
+        _, total = ranges.summarise(
+            run, cut, summaries, ranges.Side(source, _source_where(unit), ranges.hash64(_source_items(unit), fast),
+                                             sql.SQL("false")),
+            ranges.Side(_from(target), sql.SQL(""), ranges.hash64(staged_items, fast), sql.SQL("false")))
+        ranges.find_differing(run, cut, summaries, differing)
+        if cut.restricts:
+            source_join = ranges.source_restriction(run, cut, differing)
+            target_join = ranges.target_restriction(cut, differing, "s")
     with run.target.cursor() as cur:
         cur.execute(_CREATE_DIGESTS.format(pd, _keys(key), _from(target)))
-    copy_out = sql.SQL("COPY (SELECT {}, {} FROM {}{}) TO STDOUT").format(
-        _keys(key), _row_digest(_source_items(unit), fast), _from(unit.source), _source_where(unit))
+    copy_out = sql.SQL("COPY (SELECT {}, {} FROM {}{}{}) TO STDOUT").format(
+        _keys(key), _row_digest(_source_items(unit), fast), source, source_join, _source_where(unit))
     sent = stream_copy(run.source, run.target, copy_out, _into(pd, unit, binary=False),
                        stop_at=run.budget.stop_at(run.reserve()))
     match = _match(key, "s", "p")
     with run.target.cursor() as cur:
         cur.execute(_CHANGED_BY_DIGEST.format(
             ch=_temp("changed", i), pk=_keys(key, "p"), pd=pd, t=_from(target), match=match,
-            k0=sql.Identifier(key[0]), staged=_row_digest([sql.Identifier("s", c) for c in unit.columns], fast)))
+            k0=sql.Identifier(key[0]), staged=_row_digest(staged_items, fast)))
         n_changed = cur.rowcount
-        cur.execute(_GONE_BY_DIGEST.format(g=_temp("gone", i), sk=_keys(key, "s"), t=_from(target), pd=pd,
-                                           match=match))
+        cur.execute(_GONE_BY_DIGEST.format(g=_temp("gone", i), sk=_keys(key, "s"),
+                                           staged=_staged_keys(cur, unit, key, i, target_join), pd=pd, match=match))
         n_gone = cur.rowcount
-    return Delta(sent.source_rows, n_changed, n_gone, time.perf_counter() - began)
+    return Delta(sent.source_rows if total is None else total, n_changed, n_gone, time.perf_counter() - began,
+                 ranges=cut)
+
+
+def _staged_keys(cur, unit: Unit, key: tuple[str, ...], i: int, restriction: sql.Composable) -> sql.Composable:
+    """Staging's keys (and xmin) to join with prod's: the whole table, or those in the differing
+    ranges (`restriction`), materialised (see _CREATE_STAGED)."""
+    staged = _STAGED_KEYS.format(s_keys=_keys(key, "s"), t=_from(unit.target), restrict=restriction)
+    if restriction == sql.SQL(""):
+        return sql.SQL("({})").format(staged)
+    cur.execute(_CREATE_STAGED.format(_temp("staged", i), staged))
+    return _temp("staged", i)
 
 
 def recent_share(run, unit: Unit, recent: sql.Composable) -> tuple[int, int]:
@@ -246,12 +273,13 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
     began = time.perf_counter()
     recent, source = recent_source_filter(last), _from(unit.source)
     fast = fast_keys(run, unit, key)
-    cut = ranges.plan_ranges(run, unit, key, fast=fast, from_=source)
+    cut = ranges.plan_ranges(run, unit, key, from_=source)
     summaries = (_temp("summary", i), _temp("staged_summary", i))
     if cut:
-        n_recent, total = ranges.summarise(run, cut, key, fast=fast, names=summaries, source=source,
-                                           where=_source_where(unit), recent=recent, target=_from(unit.target),
-                                           staged=recent_target_filter(last, sql.Identifier("s", "xmin")))
+        n_recent, total = ranges.summarise(
+            run, cut, summaries, ranges.Side(source, _source_where(unit), ranges.key_hash(key, fast), recent),
+            ranges.Side(_from(unit.target), sql.SQL(""), ranges.key_hash(key, fast, "s"),
+                        recent_target_filter(last, sql.Identifier("s", "xmin"))))
     else:
         n_recent, total = recent_share(run, unit, recent)
     if n_recent > AUTO_FULL_FRACTION * max(1, total):
@@ -266,8 +294,8 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
     source_join = target_join = sql.SQL("")
     if cut:
         differing = _temp("ranges", i)
-        ranges.find_differing(run, cut, key, fast=fast, names=summaries, rows=rows, out=differing,
-                              target=_from(unit.target), match=_match(key, "s", "r"))
+        ranges.find_differing(run, cut, summaries, differing, ranges.Fetched(
+            rows, _from(unit.target), _match(key, "s", "r"), ranges.key_hash(key, fast, "r")))
         if cut.restricts:
             source_join, target_join = ranges.source_restriction(run, cut, differing), ranges.target_restriction(
                 cut, differing, "s")
@@ -276,14 +304,9 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
     stream_copy(run.source, run.target, keys_out, _into(pk, unit, binary=True), binary=unit.binary, stop_at=stop_at)
     p0 = sql.Identifier(f"p_{key[0]}")
     with run.target.cursor() as cur:
-        staged = _STAGED_KEYS.format(s_keys=_keys(key, "s"), t=_from(unit.target), restrict=target_join)
-        if cut and cut.restricts:
-            cur.execute(_CREATE_STAGED.format(_temp("staged", i), staged))
-            staged = _temp("staged", i)
-        else:
-            staged = sql.SQL("({})").format(staged)
         cur.execute(_JOINED_KEYS.format(
-            both=both, pk_cols=_prefixed(key, "p", "p_"), sk_cols=_prefixed(key, "s", "s_"), pk=pk, staged=staged,
+            both=both, pk_cols=_prefixed(key, "p", "p_"), sk_cols=_prefixed(key, "s", "s_"), pk=pk,
+            staged=_staged_keys(cur, unit, key, i, target_join),
             match=_match(key, "s", "p"), k0=sql.Identifier(key[0]),
             recent=recent_target_filter(last, sql.Identifier("s", "dbsync_xmin"))))
         cur.execute(_CHANGED_FROM_JOIN.format(ch=_temp("changed", i), keys=_prefixed(key, "b", "p_", to_plain=True),

@@ -41,7 +41,6 @@ class Ranges:
 
     column: str
     shift: int
-    key_hash: sql.Composable  # a 64-bit hash of the row's key, computed alike by both servers
     count: int = 0  # ranges prod has rows in
     differing: int = 0  # ranges compared key by key
     target_rows: int | None = None  # staging's rows before the sync, from its summary
@@ -56,25 +55,31 @@ class Ranges:
         return self.differing <= min(MAX_RANGES, MAX_RANGE_SHARE * self.count)
 
 
-def key_hash(key: tuple[str, ...], fast: bool, alias: str | None = None) -> sql.Composable:
-    """Between servers of one major version the internal hash functions (several times cheaper;
-    for one integer column the integer's own, cheaper still than a record's); otherwise the
-    first 64 bits of the md5 of the key's text, which every version writes alike (both sessions
-    pin the output settings)."""
-    columns = [sql.Identifier(alias, k) if alias else sql.Identifier(k) for k in key]
-    row = sql.SQL("ROW({})").format(sql.SQL(", ").join(columns))
-    if fast and len(key) == 1:
-        return sql.SQL("hashint8extended({}::bigint, 0)").format(columns[0])
+def hash64(items: list[sql.Composable], fast: bool) -> sql.Composable:
+    """A 64-bit hash of a row of `items`, computed alike by both servers: between servers of one
+    major version the internal hash_record_extended (several times cheaper); otherwise the first
+    64 bits of the md5 of the row's text, which every version writes alike (both sessions pin the
+    output settings)."""
+    row = sql.SQL("ROW({})").format(sql.SQL(", ").join(items))
     if fast:
         return sql.SQL("hash_record_extended({}, 0)").format(row)
     return sql.SQL("('x' || left(md5({}::text), 16))::bit(64)::bigint").format(row)
+
+
+def key_hash(key: tuple[str, ...], fast: bool, alias: str | None = None) -> sql.Composable:
+    """hash64 of a cut key (its leading column an integer); for one integer column the
+    integer's own hash, cheaper than a record's."""
+    columns = [sql.Identifier(alias, k) if alias else sql.Identifier(k) for k in key]
+    if fast and len(key) == 1:
+        return sql.SQL("hashint8extended({}::bigint, 0)").format(columns[0])
+    return hash64(columns, fast)
 
 
 _BOUNDS = sql.SQL("SELECT min({k})::numeric, max({k})::numeric,"
                   " (SELECT reltuples FROM pg_class WHERE oid = {oid}) FROM {t}")
 
 
-def plan_ranges(run, unit: Unit, key: tuple[str, ...], *, fast: bool, from_: sql.Composable) -> Ranges | None:
+def plan_ranges(run, unit: Unit, key: tuple[str, ...], *, from_: sql.Composable) -> Ranges | None:
     """Ranges of about RANGE_ROWS keys, from the leading column's bounds (an index's two ends)
     and the table's estimated rows; None when the leading column is not an integer."""
     column = key[0]
@@ -88,7 +93,7 @@ def plan_ranges(run, unit: Unit, key: tuple[str, ...], *, fast: bool, from_: sql
     span = float(high - low) + 1
     rows = estimate if estimate and estimate > 0 else span
     shift = max(0, min(62, round(math.log2(max(1.0, span / rows * RANGE_ROWS)))))
-    return Ranges(column, shift, key_hash(key, fast))
+    return Ranges(column, shift)
 
 
 _SUMMARY = sql.SQL("SELECT {b} AS b, count(*) AS n, bit_xor({h}) AS h, count(*) FILTER (WHERE {recent}) AS recent"
@@ -102,21 +107,31 @@ _TOTALS = sql.SQL("SELECT count(*), coalesce(sum(recent), 0), coalesce(sum(n), 0
 SPOOL_MEMORY = 32 * 2**20
 
 
-def summarise(run, ranges: Ranges, key: tuple[str, ...], *, fast: bool, names: tuple[sql.Identifier, sql.Identifier],
-              source: sql.Composable, where: sql.Composable, recent: sql.Composable, target: sql.Composable,
-              staged: sql.Composable) -> tuple[int, int]:
+@dataclass
+class Side:
+    """What one server summarises: its table (`s` on staging), which rows, the hash of each row
+    and which rows count as recent."""
+
+    table: sql.Composable
+    where: sql.Composable
+    hash: sql.Composable
+    recent: sql.Composable
+
+
+def summarise(run, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier], prod: Side,
+              staging: Side) -> tuple[int, int]:
     """Both summaries into temporary tables on staging (`names`: prod's, staging's), computed
-    by the two servers at the same time; returns prod's (rows written since the last sync, rows)
-    and keeps the number of ranges and staging's row count on `ranges`."""
+    by the two servers at the same time; returns prod's (recent rows, rows) and keeps the number
+    of ranges and staging's row count on `ranges`."""
     prod_name, staging_name = names
     copy_out = sql.SQL("COPY ({}) TO STDOUT").format(
-        _SUMMARY.format(b=ranges.of(), h=ranges.key_hash, recent=recent, t=source, where=where))
+        _SUMMARY.format(b=ranges.of(), h=prod.hash, recent=prod.recent, t=prod.table, where=prod.where))
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
         reading = _read_in_background(run, copy_out, spool)
         with run.target.cursor() as cur:
             cur.execute(_CREATE_TARGET_SUMMARY.format(staging_name, _SUMMARY.format(
-                b=ranges.of("s"), h=key_hash(key, fast, "s"), recent=staged, t=sql.SQL("{} s").format(target),
-                where=sql.SQL(""))))
+                b=ranges.of("s"), h=staging.hash, recent=staging.recent, t=sql.SQL("{} s").format(staging.table),
+                where=staging.where)))
         reading()
         spool.seek(0)
         with run.target.cursor() as cur:
@@ -156,26 +171,40 @@ def _read_in_background(run, copy_out: sql.Composable, spool):
     return wait
 
 
-# Staging's side, compared range by range with prod's: its own keys plus those of prod's recent
-# rows it lacks (they arrive by the upsert), and whether staging wrote to the range itself.
+# Prod's summary against staging's, range by range; a range where staging wrote (or, with digests,
+# nothing more) differs too. `{fetched}` counts in prod's rows fetched already that staging lacks.
 _DIFFERING = sql.SQL(
     "CREATE TEMP TABLE {out} ON COMMIT DROP AS"
     " SELECT b, (b << {shift}) AS lo, (b << {shift}) + {mask} AS hi FROM {prod} p"
-    " FULL JOIN {staging} s USING (b)"
-    " FULL JOIN (SELECT {b_r} AS b, count(*) AS n, bit_xor({h_r}) AS h FROM {rows} r"
-    "            WHERE NOT EXISTS (SELECT 1 FROM {t} s WHERE {match}) GROUP BY 1) r USING (b)"
-    " WHERE p.n IS DISTINCT FROM coalesce(s.n, 0) + coalesce(r.n, 0)"
-    "    OR p.h IS DISTINCT FROM coalesce(s.h, 0) # coalesce(r.h, 0) OR s.recent > 0")
+    " FULL JOIN {staging} s USING (b){fetched}"
+    " WHERE p.n IS DISTINCT FROM coalesce(s.n, 0){plus_n}"
+    "    OR p.h IS DISTINCT FROM coalesce(s.h, 0){xor_h} OR s.recent > 0")
+_FETCHED = sql.SQL(" FULL JOIN (SELECT {b_r} AS b, count(*) AS n, bit_xor({h_r}) AS h FROM {rows} r"
+                   " WHERE NOT EXISTS (SELECT 1 FROM {t} s WHERE {match}) GROUP BY 1) r USING (b)")
 
 
-def find_differing(run, ranges: Ranges, key: tuple[str, ...], *, fast: bool,
-                   names: tuple[sql.Identifier, sql.Identifier], rows: sql.Identifier, out: sql.Identifier,
-                   target: sql.Composable, match: sql.Composable) -> None:
+@dataclass
+class Fetched:
+    """Prod's rows already on staging in a temporary table (`rows`, alias r), the staging rows
+    with their keys (`match`), and the hash of their keys."""
+
+    rows: sql.Identifier
+    target: sql.Composable
+    match: sql.Composable
+    hash: sql.Composable
+
+
+def find_differing(run, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier], out: sql.Identifier,
+                   fetched: Fetched | None = None) -> None:
     """The ranges whose summaries differ, with their bounds, into `out` on staging."""
+    parts = {"fetched": sql.SQL(""), "plus_n": sql.SQL(""), "xor_h": sql.SQL("")}
+    if fetched:
+        parts = {"fetched": _FETCHED.format(b_r=ranges.of("r"), h_r=fetched.hash, rows=fetched.rows,
+                                            t=fetched.target, match=fetched.match),
+                 "plus_n": sql.SQL(" + coalesce(r.n, 0)"), "xor_h": sql.SQL(" # coalesce(r.h, 0)")}
     with run.target.cursor() as cur:
-        cur.execute(_DIFFERING.format(
-            out=out, shift=sql.Literal(ranges.shift), mask=sql.Literal(2**ranges.shift - 1), prod=names[0],
-            staging=names[1], b_r=ranges.of("r"), h_r=key_hash(key, fast, "r"), rows=rows, t=target, match=match))
+        cur.execute(_DIFFERING.format(out=out, shift=sql.Literal(ranges.shift), mask=sql.Literal(2**ranges.shift - 1),
+                                      prod=names[0], staging=names[1], **parts))
         ranges.differing = cur.rowcount
 
 
