@@ -80,17 +80,13 @@ def _same_major(run) -> bool:
     return run.source.info.server_version // 10000 == run.target.info.server_version // 10000
 
 
-def fast_digest(run, unit: Unit) -> bool:
+def fast_digest(run, unit: Unit, columns: list[str] | tuple[str, ...] | None = None) -> bool:
     """hash_record_extended instead of md5 of the row's text: several times cheaper, but internal,
     so only between servers of one major version, with identical built-in types (binary COPY's
-    condition), each of a type whose hash agrees with its text."""
+    condition), each of a type whose hash agrees with its text — of every column the copy sends,
+    or of `columns` (the key's, to hash keys)."""
     return _same_major(run) and unit.binary and all(_HASHABLE.match(unit.source.columns[c].type)
-                                                    for c in unit.columns)
-
-
-def fast_keys(run, unit: Unit, key: tuple[str, ...]) -> bool:
-    """The same condition, for the key's columns only."""
-    return _same_major(run) and unit.binary and all(_HASHABLE.match(unit.source.columns[c].type) for c in key)
+                                                    for c in (unit.columns if columns is None else columns))
 
 
 def _row_digest(items: list[sql.Composable], fast: bool = False) -> sql.Composable:
@@ -184,9 +180,6 @@ _GONE_BY_DIGEST = sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {sk} F
 _JOINED_KEYS = sql.SQL("CREATE TEMP TABLE {both} ON COMMIT DROP AS SELECT {pk_cols}, {sk_cols} FROM {pk} p"
                        " FULL JOIN {staged} s ON {match} WHERE p.{k0} IS NULL OR s.{k0} IS NULL OR {recent}")
 _STAGED_KEYS = sql.SQL("SELECT {s_keys}, s.xmin AS dbsync_xmin FROM {t} s{restrict}")
-# Staging's keys in the differing ranges, materialised: a join on ranges has no estimate the
-# planner could size the FULL JOIN's hash by.
-_CREATE_STAGED = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}")
 _CHANGED_FROM_JOIN = sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {keys} FROM {both} b"
                              " WHERE b.{p0} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rows} r WHERE {in_rows})")
 _GONE_FROM_JOIN = sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {keys} FROM {both} b WHERE b.{p0} IS NULL")
@@ -206,18 +199,15 @@ def diff(run, unit: Unit, key: tuple[str, ...], i: int) -> Delta:
     pd, target, source = _temp("prod", i), unit.target, _from(unit.source)
     staged_items = [sql.Identifier("s", c) for c in unit.columns]
     cut = ranges.plan_ranges(run, unit, key, from_=source)
-    source_join = target_join = sql.SQL("")
-    total = None
+    total, differing = None, _temp("ranges", i)
     if cut:
-        summaries, differing = (_temp("summary", i), _temp("staged_summary", i)), _temp("ranges", i)
+        summaries = (_temp("summary", i), _temp("staged_summary", i))
         _, total = ranges.summarise(
             run, cut, summaries, ranges.Side(source, _source_where(unit), ranges.hash64(_source_items(unit), fast),
                                              sql.SQL("false")),
             ranges.Side(_from(target), sql.SQL(""), ranges.hash64(staged_items, fast), sql.SQL("false")))
         ranges.find_differing(run, cut, summaries, differing)
-        if cut.restricts:
-            source_join = ranges.source_restriction(run, cut, differing)
-            target_join = ranges.target_restriction(cut, differing, "s")
+    source_join, target_join = ranges.restrictions(run, cut, differing)
     with run.target.cursor() as cur:
         cur.execute(_CREATE_DIGESTS.format(pd, _keys(key), _from(target)))
     copy_out = sql.SQL("COPY (SELECT {}, {} FROM {}{}{}) TO STDOUT").format(
@@ -237,13 +227,16 @@ def diff(run, unit: Unit, key: tuple[str, ...], i: int) -> Delta:
                  ranges=cut)
 
 
-def _staged_keys(cur, unit: Unit, key: tuple[str, ...], i: int, restriction: sql.Composable) -> sql.Composable:
+def _staged_keys(cur, unit: Unit, key: tuple[str, ...], i: int,
+                 restriction: sql.Composable | None) -> sql.Composable:
     """Staging's keys (and xmin) to join with prod's: the whole table, or those in the differing
-    ranges (`restriction`), materialised (see _CREATE_STAGED)."""
-    staged = _STAGED_KEYS.format(s_keys=_keys(key, "s"), t=_from(unit.target), restrict=restriction)
-    if restriction == sql.SQL(""):
-        return sql.SQL("({})").format(staged)
-    cur.execute(_CREATE_STAGED.format(_temp("staged", i), staged))
+    ranges (`restriction`), materialised — a join on ranges has no estimate the planner could
+    size a hash join by."""
+    if restriction is None:
+        return sql.SQL("({})").format(_STAGED_KEYS.format(s_keys=_keys(key, "s"), t=_from(unit.target),
+                                                          restrict=sql.SQL("")))
+    cur.execute(ranges.MATERIALISED.format(_temp("staged", i), _STAGED_KEYS.format(
+        s_keys=_keys(key, "s"), t=_from(unit.target), restrict=restriction)))
     return _temp("staged", i)
 
 
@@ -272,7 +265,7 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
 
     began = time.perf_counter()
     recent, source = recent_source_filter(last), _from(unit.source)
-    fast = fast_keys(run, unit, key)
+    fast = fast_digest(run, unit, key)
     cut = ranges.plan_ranges(run, unit, key, from_=source)
     summaries = (_temp("summary", i), _temp("staged_summary", i))
     if cut:
@@ -291,14 +284,11 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
         _create_rows(cur, unit, i)
     fetched = stream_copy(run.source, run.target, _rows_out(unit, recent), _into(rows, unit, binary=True),
                           binary=unit.binary, stop_at=stop_at).target_rows
-    source_join = target_join = sql.SQL("")
+    differing = _temp("ranges", i)
     if cut:
-        differing = _temp("ranges", i)
         ranges.find_differing(run, cut, summaries, differing, ranges.Fetched(
             rows, _from(unit.target), _match(key, "s", "r"), ranges.key_hash(key, fast, "r")))
-        if cut.restricts:
-            source_join, target_join = ranges.source_restriction(run, cut, differing), ranges.target_restriction(
-                cut, differing, "s")
+    source_join, target_join = ranges.restrictions(run, cut, differing)
     keys_out = sql.SQL("COPY (SELECT {} FROM {}{}{}) TO STDOUT{}").format(
         _keys(key), source, source_join, _source_where(unit), _copy_format(unit))
     stream_copy(run.source, run.target, keys_out, _into(pk, unit, binary=True), binary=unit.binary, stop_at=stop_at)

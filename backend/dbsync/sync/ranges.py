@@ -99,7 +99,8 @@ def plan_ranges(run, unit: Unit, key: tuple[str, ...], *, from_: sql.Composable)
 _SUMMARY = sql.SQL("SELECT {b} AS b, count(*) AS n, bit_xor({h}) AS h, count(*) FILTER (WHERE {recent}) AS recent"
                    " FROM {t}{where} GROUP BY 1")
 _CREATE_SUMMARY = sql.SQL("CREATE TEMP TABLE {} (b bigint, n bigint, h bigint, recent bigint) ON COMMIT DROP")
-_CREATE_TARGET_SUMMARY = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}")
+# A temporary table on staging, made from a query (the comparison's intermediate results).
+MATERIALISED = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}")
 _TOTALS = sql.SQL("SELECT count(*), coalesce(sum(recent), 0), coalesce(sum(n), 0),"
                   " (SELECT coalesce(sum(n), 0) FROM {}) FROM {}")
 # Prod's summary is read into a spool while staging computes its own, so that both servers scan
@@ -129,7 +130,7 @@ def summarise(run, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier],
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
         reading = _read_in_background(run, copy_out, spool)
         with run.target.cursor() as cur:
-            cur.execute(_CREATE_TARGET_SUMMARY.format(staging_name, _SUMMARY.format(
+            cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
                 b=ranges.of("s"), h=staging.hash, recent=staging.recent, t=sql.SQL("{} s").format(staging.table),
                 where=staging.where)))
         reading()
@@ -208,7 +209,16 @@ def find_differing(run, ranges: Ranges, names: tuple[sql.Identifier, sql.Identif
         ranges.differing = cur.rowcount
 
 
-def source_restriction(run, ranges: Ranges, out: sql.Identifier) -> sql.Composable:
+def restrictions(run, ranges: Ranges | None, out: sql.Identifier,
+                 alias: str = "s") -> tuple[sql.Composable, sql.Composable | None]:
+    """(prod's JOIN, staging's JOIN) keeping the differing ranges, where comparing only those
+    pays; otherwise (nothing, None): every row."""
+    if ranges is None or not ranges.restricts:
+        return sql.SQL(""), None
+    return _source_restriction(run, ranges, out), _target_restriction(ranges, out, alias)
+
+
+def _source_restriction(run, ranges: Ranges, out: sql.Identifier) -> sql.Composable:
     """A JOIN that keeps prod's rows in the differing ranges (an index range scan each)."""
     with run.target.cursor() as cur:
         cur.execute(sql.SQL("SELECT b FROM {} ORDER BY b").format(out))
@@ -218,6 +228,6 @@ def source_restriction(run, ranges: Ranges, out: sql.Identifier) -> sql.Composab
         sql.Literal(numbers), sql.Identifier(ranges.column), low, low, sql.Literal(2**ranges.shift - 1))
 
 
-def target_restriction(ranges: Ranges, out: sql.Identifier, alias: str) -> sql.Composable:
+def _target_restriction(ranges: Ranges, out: sql.Identifier, alias: str) -> sql.Composable:
     """The same on staging, where the differing ranges are a temporary table."""
     return sql.SQL(" JOIN {} d ON {} BETWEEN d.lo AND d.hi").format(out, sql.Identifier(alias, ranges.column))
