@@ -85,16 +85,24 @@ STAGING_WRITES = (
 )
 
 
+def night(prod: str, full: str, inc: str, prod_changes, staging_writes) -> dict:
+    """One night: prod changes, both stagings get the same staging-side writes, then a full sync
+    into one and an incremental sync into the other, which must end identical; the incremental
+    sync's result."""
+    execute(prod, *prod_changes)
+    for staging in (full, inc):
+        execute(staging, *staging_writes)
+    sync_databases(prod, full, rules=load_rules(RULES), masking_key=KEY)
+    result = sync_databases(prod, inc, rules=load_rules(RULES), masking_key=KEY, incremental=True)
+    assert everything(inc) == everything(full)
+    return result
+
+
 @pytest.mark.parametrize("scale", [0.001, 0.004])
 def test_incremental_ends_exactly_where_a_full_sync_ends(make_db, scale):
     prod = make_prod(make_db, scale)
     full, inc = staging_of(make_db, prod), staging_of(make_db, prod)
-    execute(prod, *PROD_CHANGES)
-    for staging in (full, inc):
-        execute(staging, *STAGING_WRITES)
-    sync_databases(prod, full, rules=load_rules(RULES), masking_key=KEY)
-    result = sync_databases(prod, inc, rules=load_rules(RULES), masking_key=KEY, incremental=True)
-    assert everything(inc) == everything(full)
+    result = night(prod, full, inc, PROD_CHANGES, STAGING_WRITES)
     modes = {t["table"]: t["mode"] for t in result["tables"]}
     assert modes["public.tags"] == "full"  # no primary key
     assert modes["public.books"] == "delta" and modes["public.events"] == "delta"
@@ -103,15 +111,12 @@ def test_incremental_ends_exactly_where_a_full_sync_ends(make_db, scale):
     assert books["rows_copied"] >= 5 and books["rows_copied"] < books["rows"] / 4
     assert books["found"] == "by digest"  # no record of a last sync yet
     # The next night: what the last sync saw is recorded on staging, so no row is digested.
-    execute(prod, "UPDATE books SET title = 'retitled' WHERE id % 7 = 1", "DELETE FROM reviews WHERE id % 9 = 2",
-            "INSERT INTO users (email, display_name) VALUES ('late@corp.test', 'Late Comer')",
-            "UPDATE events SET note = 'again' WHERE id % 11 = 0")
-    for staging in (full, inc):
-        execute(staging, "UPDATE books SET title = 'staging edit' WHERE id = 4", "DELETE FROM book_authors"
-                " WHERE book_id = 6", "INSERT INTO authors (name) VALUES ('staging author')")
-    sync_databases(prod, full, rules=load_rules(RULES), masking_key=KEY)
-    result = sync_databases(prod, inc, rules=load_rules(RULES), masking_key=KEY, incremental=True)
-    assert everything(inc) == everything(full)
+    result = night(prod, full, inc, (
+        "UPDATE books SET title = 'retitled' WHERE id % 7 = 1", "DELETE FROM reviews WHERE id % 9 = 2",
+        "INSERT INTO users (email, display_name) VALUES ('late@corp.test', 'Late Comer')",
+        "UPDATE events SET note = 'again' WHERE id % 11 = 0"), (
+        "UPDATE books SET title = 'staging edit' WHERE id = 4", "DELETE FROM book_authors WHERE book_id = 6",
+        "INSERT INTO authors (name) VALUES ('staging author')"))
     found = {t["table"]: t.get("found") for t in result["tables"]}
     assert found["public.books"] == found["public.reviews"] == found["public.events"] == "since the last sync"
 
@@ -217,12 +222,7 @@ def test_only_the_key_ranges_whose_summaries_differ_are_compared(make_db, monkey
     full, inc = staging_of(make_db, prod), staging_of(make_db, prod)
     if found == "since the last sync":
         sync_databases(prod, inc, rules=load_rules(RULES), masking_key=KEY, incremental=True)  # records it
-    execute(prod, *SPARSE_PROD_CHANGES)
-    for staging in (full, inc):
-        execute(staging, *STAGING_WRITES)
-    sync_databases(prod, full, rules=load_rules(RULES), masking_key=KEY)
-    result = sync_databases(prod, inc, rules=load_rules(RULES), masking_key=KEY, incremental=True)
-    assert everything(inc) == everything(full)
+    result = night(prod, full, inc, SPARSE_PROD_CHANGES, STAGING_WRITES)
     tables = {t["table"]: t for t in result["tables"]}
     for name in ("public.books", "public.reviews", "public.book_authors"):
         t = tables[name]

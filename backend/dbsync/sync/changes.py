@@ -7,7 +7,8 @@ copied (columns, masking expressions, the key's digest). The next incremental sy
 that still holds (same source cluster and database, xids moving forward, the same fingerprint),
 needs per table only:
 - prod's rows written since that snapshot (`age(xmin) <= age(<recorded xmin>)`: a scan with a
-  cheap filter; frozen rows count as old), its keys (a narrow COPY), and
+  cheap filter; frozen rows count as old), and its keys — of the key ranges whose summaries
+  differ where the key can be cut (dbsync.sync.ranges), else all of them — and
 - staging's rows written by transactions that had not ended when the last sync committed (the
   xmin of a snapshot it took just before its COMMIT), other than the sync's own: a writer that
   waited on the sync's locks writes after it, whatever its xid.
