@@ -162,13 +162,13 @@ def _into(table: sql.Identifier, unit: Unit, *, binary: bool) -> sql.Composed:
 
 
 def _create_rows(cur, unit: Unit, i: int) -> None:
-    cur.execute(_CREATE_LIKE.format(_temp("rows", i), sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
+    cur.execute(_EMPTY_LIKE.format(_temp("rows", i), sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
                                     _from(unit.target)))
 
 
 # The statements of the comparison and the apply, composed at use (every name an Identifier).
-_CREATE_LIKE = sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA")
-_CREATE_DIGESTS = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, ''::text AS dbsync_digest"
+_EMPTY_LIKE = sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA")
+_DIGESTS_TABLE = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, ''::text AS dbsync_digest"
                           " FROM {} WITH NO DATA")
 _CHANGED_BY_DIGEST = sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {pk} FROM {pd} p"
                              " LEFT JOIN {t} s ON {match} WHERE s.{k0} IS NULL OR {staged} <> p.dbsync_digest")
@@ -183,10 +183,10 @@ _STAGED_KEYS = sql.SQL("SELECT {s_keys}, s.xmin AS dbsync_xmin FROM {t} s{restri
 _CHANGED_FROM_JOIN = sql.SQL("CREATE TEMP TABLE {ch} ON COMMIT DROP AS SELECT {keys} FROM {both} b"
                              " WHERE b.{p0} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rows} r WHERE {in_rows})")
 _GONE_FROM_JOIN = sql.SQL("CREATE TEMP TABLE {g} ON COMMIT DROP AS SELECT {keys} FROM {both} b WHERE b.{p0} IS NULL")
-_UPDATE_CHANGED = sql.SQL("UPDATE {t} AS t SET ({cols}) = ROW({values}) FROM {rows} r WHERE {match}")
-_INSERT_NEW = sql.SQL("INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {values} FROM {rows} r"
+_REWRITE_CHANGED = sql.SQL("UPDATE {t} AS t SET ({cols}) = ROW({values}) FROM {rows} r WHERE {match}")
+_ADD_NEW = sql.SQL("INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {values} FROM {rows} r"
                       " WHERE NOT EXISTS (SELECT 1 FROM {only_t} t WHERE {match})")
-_DELETE_GONE = sql.SQL("DELETE FROM {t} AS t USING {gone} g WHERE {match}")
+_REMOVE_GONE = sql.SQL("DELETE FROM {t} AS t USING {gone} g WHERE {match}")
 
 
 def diff(run, unit: Unit, key: tuple[str, ...], i: int) -> Delta:
@@ -209,7 +209,7 @@ def diff(run, unit: Unit, key: tuple[str, ...], i: int) -> Delta:
         ranges.find_differing(run, cut, summaries, differing)
     source_join, target_join = ranges.restrictions(run, cut, differing)
     with run.target.cursor() as cur:
-        cur.execute(_CREATE_DIGESTS.format(pd, _keys(key), _from(target)))
+        cur.execute(_DIGESTS_TABLE.format(pd, _keys(key), _from(target)))
     copy_out = sql.SQL("COPY (SELECT {}, {} FROM {}{}{}) TO STDOUT").format(
         _keys(key), _row_digest(_source_items(unit), fast), source, source_join, _source_where(unit))
     sent = stream_copy(run.source, run.target, copy_out, _into(pd, unit, binary=False),
@@ -280,7 +280,7 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
     pk, rows, both = _temp("prodkeys", i), _temp("rows", i), _temp("keys", i)
     stop_at = run.budget.stop_at(run.reserve())
     with run.target.cursor() as cur:
-        cur.execute(_CREATE_LIKE.format(pk, _keys(key), _from(unit.target)))
+        cur.execute(_EMPTY_LIKE.format(pk, _keys(key), _from(unit.target)))
         _create_rows(cur, unit, i)
     fetched = stream_copy(run.source, run.target, _rows_out(unit, recent), _into(rows, unit, binary=True),
                           binary=unit.binary, stop_at=stop_at).target_rows
@@ -337,10 +337,10 @@ def upsert(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
             sql.SQL(", ").join(sql.Identifier("r", c) for c in others))
     with run.target.cursor() as cur:
         if others:
-            cur.execute(_UPDATE_CHANGED.format(
+            cur.execute(_REWRITE_CHANGED.format(
                 t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in others),
                 values=sql.SQL(", ").join(sql.Identifier("r", c) for c in others), rows=rows, match=match))
-        cur.execute(_INSERT_NEW.format(
+        cur.execute(_ADD_NEW.format(
             t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
             values=sql.SQL(", ").join(sql.Identifier("r", c) for c in unit.columns), rows=rows,
             only_t=_from(unit.target), match=key_match))
@@ -372,7 +372,7 @@ def probing(conn):
 
 def delete_gone(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
     with run.target.cursor() as cur:
-        cur.execute(_DELETE_GONE.format(t=_from(unit.target), gone=_temp("gone", i), match=_match(key, "t", "g")))
+        cur.execute(_REMOVE_GONE.format(t=_from(unit.target), gone=_temp("gone", i), match=_match(key, "t", "g")))
         return cur.rowcount
 
 

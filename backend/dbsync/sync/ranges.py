@@ -98,7 +98,7 @@ def plan_ranges(run, unit: Unit, key: tuple[str, ...], *, from_: sql.Composable)
 
 _SUMMARY = sql.SQL("SELECT {b} AS b, count(*) AS n, bit_xor({h}) AS h, count(*) FILTER (WHERE {recent}) AS recent"
                    " FROM {t}{where} GROUP BY 1")
-_CREATE_SUMMARY = sql.SQL("CREATE TEMP TABLE {} (b bigint, n bigint, h bigint, recent bigint) ON COMMIT DROP")
+_SUMMARY_TABLE = sql.SQL("CREATE TEMP TABLE {} (b bigint, n bigint, h bigint, recent bigint) ON COMMIT DROP")
 # A temporary table on staging, made from a query (the comparison's intermediate results).
 MATERIALISED = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}")
 _TOTALS = sql.SQL("SELECT count(*), coalesce(sum(recent), 0), coalesce(sum(n), 0),"
@@ -136,7 +136,7 @@ def summarise(run, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier],
         reading()
         spool.seek(0)
         with run.target.cursor() as cur:
-            cur.execute(_CREATE_SUMMARY.format(prod_name))
+            cur.execute(_SUMMARY_TABLE.format(prod_name))
             cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(prod_name).as_string(run.target), spool)
             cur.execute(_TOTALS.format(staging_name, prod_name))
             ranges.count, n_recent, total, ranges.target_rows = cur.fetchone()
