@@ -23,7 +23,7 @@ def _sync(src: str, dst: str, *, masked: bool):
     env = {k: v for k, v in os.environ.items() if k not in ("SYNC_TARGET_ALLOWLIST", "SYNC_RULES_FILE")}
     cmd = [db_sync_command(), "sync", "--source", src, "--target", dst, "--json"]
     if masked:
-        env["SYNC_MASKING_KEY"] = "benchmark key"
+        env["SYNC_MASKING_KEY"] = "benchmark key, at least 32 characters long"
         cmd += ["--rules", RULES]
     r = run_child(cmd, env=env)
     if r.returncode != 0:

@@ -1,16 +1,19 @@
 """`db-sync`: the engine on the command line.
 
-    db-sync reset-sequences [--dsn URL] [--schema S]... [--dry-run] [--exact] [--no-create] [--json]
-    db-sync check-sequences [--dsn URL] [--schema S]... [--json]
+    db-sync reset-sequences [--dsn URL] [--schema S]... [--dry-run] [--exact] [--create-missing | --no-create]
+                            [--json]
+    db-sync check-sequences [--dsn URL] [--source URL] [--schema S]... [--json]
     db-sync sync [--source URL] [--target URL] [--table T]... [--rules FILE] [--incremental]
                  [--max-seconds N] [--dry-run] [--json]
-    db-sync check-rules [--dsn URL] [--rules FILE] [--json]
+    db-sync check-rules [--dsn URL] [--target URL] [--rules FILE] [--json]
     db-sync mask [--dsn URL] [--rules FILE] [--dry-run] [--json]
 
-Exit status: 0 success; 1 a column ended in error (reset), something is behind or missing
-(check-sequences) or a personal-data column no rule covers (check-rules); 2 bad input (a bad
-rules file too), an unreachable database, or a sync or mask refused or rolled back (one line on
-stderr, never a traceback; a sync or mask that exits 2 left the database unchanged).
+Every command: `--debug` adds the traceback to a failure's one line. Exit status (one table for
+every command, docs/cli.md): 0 done; 1 findings (a column ended in error, something is behind or
+missing, a personal-data column no rule covers); 2 refused or failed, with staging unchanged (bad
+input, an unreachable database, a sync or mask refused or rolled back: one line on stderr, and
+with --json an error object on stdout); 3 a dry run whose estimate does not fit its budget; 70 a
+bug (an unexpected exception); 130 / 143 interrupted by SIGINT / SIGTERM, rolled back.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+import traceback
 
+from dbsync import interrupt
 from dbsync.connect import connect
-from dbsync.errors import DbSyncError
-from dbsync.sequences import ACTIONS, check_sequences, reset_sequences
+from dbsync.errors import EXIT_BUG, EXIT_DOES_NOT_FIT, EXIT_FINDINGS, EXIT_OK, DbSyncError
+from dbsync.sequences import ACTIONS, check_report, reset_sequences
 from dbsync.settings import DatabaseSettings, SourceDatabaseSettings, SyncSettings, TargetDatabaseSettings
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+EXIT_PROBLEM = EXIT_FINDINGS
 
 
 def _dsn_arg(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +67,7 @@ def cmd_reset_sequences(args) -> int:
     conn = connect(_dsn(args), role="database")
     try:
         rows = reset_sequences(conn, dry_run=args.dry_run, schemas=args.schema or None, exact=args.exact,
-                               create_missing=not args.no_create)
+                               create_missing=args.create_missing)
     finally:
         conn.close()
     counts = _counts(rows)
@@ -76,23 +82,38 @@ def cmd_reset_sequences(args) -> int:
         else:
             print("no sequence-fed columns found")
         print(", ".join(f"{n} {a}" for a, n in counts.items() if n) or "nothing to do")
+        if counts["unverifiable"]:
+            print("unverifiable: integer keys nothing feeds (the application's, or a lost sequence:"
+                  " `check-sequences --source PROD` tells); --create-missing gives them sequences")
     return EXIT_PROBLEM if counts["error"] else EXIT_OK
 
 
 def cmd_check_sequences(args) -> int:
-    conn = connect(_dsn(args), role="database")
+    source = connect(args.source, role="source") if args.source else None
     try:
-        problems = check_sequences(conn, schemas=args.schema or None)
+        conn = connect(_dsn(args), role="database")
+        try:
+            report = check_report(conn, schemas=args.schema or None, source=source)
+        finally:
+            conn.close()
     finally:
-        conn.close()
+        if source is not None:
+            source.close()
+    problems, unverifiable = report["problems"], report["unverifiable"]
     if args.json:
-        print(json.dumps({"ok": not problems, "problems": problems}, indent=2))
-    elif problems:
+        print(json.dumps(report, indent=2))
+        return EXIT_PROBLEM if problems else EXIT_OK
+    if problems:
         print(_table(problems, [("schema", "schema"), ("table", "table"), ("column", "column"),
                                 ("sequence", "sequence"), ("problem", "problem")]))
-        print(f"{len(problems)} column(s) would fail or collide on INSERT: run `db-sync reset-sequences`")
+        fix = "`db-sync sync` from prod" if source else "`db-sync reset-sequences`"
+        print(f"{len(problems)} column(s) would fail or collide on INSERT: run {fix}")
     else:
-        print("ok: every sequence-fed column takes its next INSERT")
+        print("ok: every sequence-fed column takes its next INSERT" + (", fed as prod feeds it" if source else ""))
+    if unverifiable:
+        print(f"{len(unverifiable)} unverifiable integer key(s), not a failure (nothing feeds them: filled by the"
+              " application, or their sequence was lost; --source PROD tells): "
+              + ", ".join(f"{u['schema']}.{u['table']}.{u['column']}" for u in unverifiable))
     return EXIT_PROBLEM if problems else EXIT_OK
 
 
@@ -120,30 +141,39 @@ def _sync(args, record) -> int:
             print(f"  [{event['index']}/{event['count']}] {event['table']}: {event['rows']} rows,"
                   f" {mb:.1f} MB, {rate:.1f} MB/s", file=sys.stderr, flush=True)
 
+    from dbsync.sync.budget import Deadline
+
     source = args.source or SourceDatabaseSettings.load().required()
     target = args.target or TargetDatabaseSettings.load().required()
     settings = SyncSettings.load(sync_rules_file=args.rules, sync_max_seconds=args.max_seconds,
                                  sync_mode="incremental" if args.incremental else None)
+    seconds = settings.sync_max_seconds
     rules = settings.rules()
     result = sync_databases(source, target, tables=args.table, dry_run=args.dry_run, progress=progress,
-                            rules=rules, masking_key=settings.masking_key(), max_seconds=settings.sync_max_seconds,
+                            rules=rules, masking_key=settings.masking_key(),
+                            deadline=None if seconds is None else Deadline(args.started + seconds, seconds),
                             incremental=settings.incremental)
     record(result)
+    for warning in result.get("warnings", []):
+        print(f"db-sync: warning: {warning}", file=sys.stderr)
     if rules is None:
         uncovered = result.get("masking", {}).get("uncovered") or []
         print("db-sync: warning: no masking rules (--rules or SYNC_RULES_FILE), so rows travel as they are"
               + (f"; personal-data columns among them: {', '.join(uncovered)}" if uncovered else ""), file=sys.stderr)
+    fits = not args.dry_run or result["estimate"]["fits"]
     if args.json:
         print(json.dumps(result, indent=2))
-        return EXIT_OK
+        return EXIT_OK if fits else EXIT_DOES_NOT_FIT
     rows = sum(t.get("rows", 0) for t in result["tables"])
     if args.dry_run:
         est = result["estimate"]
-        fits = ("" if est["budget_seconds"] is None else
-                f"; {'fits' if est['fits'] else 'does NOT fit'} the budget of {est['budget_seconds']:g} s")
+        budget = ("" if est["budget_seconds"] is None else
+                  f"; {'fits' if fits else 'does NOT fit'} the {est['seconds_left']:g} s left of the budget of"
+                  f" {est['budget_seconds']:g} s")
         print(f"dry run: would copy {len(result['tables'])} table(s), {est['bytes'] / 2**20:.0f} MB on disk, from"
               f" {result['source']} to {result['target']}; about {est['seconds']:g} s at {est['rate_mb_s']:g} MB/s"
-              f"{fits}; nothing was written")
+              f"{budget}; nothing was written")
+        return EXIT_OK if fits else EXIT_DOES_NOT_FIT
     else:
         changed = [s for s in result["sequences_reset"] if s["action"] != "unchanged"]
         modes = [t.get("mode", "full") for t in result["tables"]]
@@ -164,23 +194,53 @@ def _rules_required(settings: SyncSettings):
 
 
 def cmd_check_rules(args) -> int:
-    """Every column of the database: the rule that applies, `uncovered`, or copied as it is."""
+    """Every column of the database: the rule that applies, `uncovered`, or copied as it is; every
+    fragment proved IMMUTABLE on the target, or `unchecked` without one."""
     from dbsync.masking.check import rules_report
 
     rules = _rules_required(SyncSettings.load(sync_rules_file=args.rules))
     conn = connect(_dsn(args), role="database")
     try:
-        report = rules_report(conn, rules)
+        target = _rules_target(args)
+        try:
+            report = rules_report(conn, rules, target)
+        finally:
+            if target is not None:
+                target.close()
     finally:
         conn.close()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(_table(report["columns"], [("table", "table"), ("column", "column"), ("rule", "rule")]))
-        bad = [c for c in report["columns"] if c["rule"] == "uncovered"]
-        print(f"{len(bad)} uncovered personal-data column(s): the sync would refuse" if bad
-              else "ok: every personal-data column has a rule")
+        _print_rules_report(report)
     return EXIT_PROBLEM if not report["ok"] else EXIT_OK
+
+
+def _rules_target(args):
+    """Where check-rules proves the fragments immutable: --target, else TARGET_* (staging); None
+    when neither is given."""
+    if args.target:
+        return connect(args.target, role="target")
+    settings = TargetDatabaseSettings.load()
+    return settings.connect(role="target") if settings.configured else None
+
+
+def _print_rules_report(report: dict) -> None:
+    print(_table(report["columns"], [("table", "table"), ("column", "column"), ("rule", "rule")]))
+    if report["fragments"]:
+        rows = [dict(f, column=f["column"] or "where:") for f in report["fragments"]]
+        print()
+        print(_table(rows, [("table", "table"), ("column", "column"), ("fragment", "fragment"), ("check", "check")]))
+    bad = [c for c in report["columns"] if c["rule"] == "uncovered"]
+    unchecked = [f for f in report["fragments"] if f["check"] == "unchecked"]
+    if bad:
+        print(f"{len(bad)} uncovered personal-data column(s): the sync would refuse")
+    if unchecked:
+        print(f"{len(unchecked)} fragment(s) unchecked: pass --target URL (staging, or a scratch database with the"
+              " same schema) or set TARGET_DATABASE_URL to prove them IMMUTABLE")
+    if report["ok"]:
+        print("ok: every personal-data column has a rule" + (", every fragment is IMMUTABLE" if report["fragments"]
+                                                             else ""))
 
 
 def cmd_mask(args) -> int:
@@ -209,14 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--exact", action="store_true",
                    help="move sequences to right after the data even if they are ahead (may reuse values)")
-    p.add_argument("--no-create", action="store_true",
-                   help="do not create sequences for integer primary keys that have no default")
+    # Integer keys nothing feeds: by default a sequence is created only in the old sync's
+    # signature (such keys outnumber the fed columns), else they are reported as unverifiable.
+    create = p.add_mutually_exclusive_group()
+    create.add_argument("--create-missing", dest="create_missing", action="store_const", const=True,
+                        help="create a sequence for every integer primary key nothing feeds")
+    create.add_argument("--no-create", dest="create_missing", action="store_const", const=False,
+                        help="neither create sequences for integer primary keys nothing feeds nor list them")
     p.add_argument("--json", action="store_true", help="JSON output")
-    p.set_defaults(func=cmd_reset_sequences)
+    p.set_defaults(func=cmd_reset_sequences, create_missing=None)
 
     p = sub.add_parser("check-sequences", help="list columns whose next INSERT would fail (exit 1 if any)",
                        description="Exit 1 when any sequence-fed column is behind its data or missing.")
     _dsn_arg(p)
+    p.add_argument("--source", metavar="URL", help="prod (read only): it decides which columns must be fed")
     p.add_argument("--schema", action="append", metavar="S", help="only these schemas (repeatable)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=cmd_check_sequences)
@@ -244,9 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("check-rules", help="the masking rule of every column (exit 1 if one is uncovered)",
-                       description="For every column, the rule that applies or `uncovered`; exit 1 when the"
-                                   " sync's gate would refuse (a CI check for a migration).")
+                       description="For every column, the rule that applies or `uncovered`, and every sql:/where:"
+                                   " fragment proved IMMUTABLE on --target; exit 1 when the sync's gate would"
+                                   " refuse or a fragment is unchecked (a CI check for a migration).")
     _dsn_arg(p)
+    p.add_argument("--target", metavar="URL", help="staging, or a scratch database with the same schema, where"
+                   " the fragments are proved IMMUTABLE; nothing is written (default: $TARGET_DATABASE_URL or"
+                   " $TARGET_DB_SECRET_ARN; without one they are reported unchecked)")
     p.add_argument("--rules", metavar="FILE", help="masking rules (default: $SYNC_RULES_FILE)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=cmd_check_rules)
@@ -263,16 +333,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What an interrupted command leaves behind, where it is not "nothing was written".
+INTERRUPTED = {"reset-sequences": "the sequences it moved so far stay moved (each chunk commits); run it again"}
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    for command in parser._subparsers._group_actions[0].choices.values():
+        command.add_argument("--debug", action="store_true", help="add the traceback to a failure's one line")
+
+
+def _failed(args, exc: DbSyncError) -> int:
+    """A failure at the edge: one line on stderr; the error object on stdout with --json."""
+    print(f"db-sync: error: {exc}", file=sys.stderr)
+    if getattr(args, "debug", False):
+        traceback.print_exception(exc, file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": False, "error": exc.as_dict()}, indent=2))
+    return exc.exit_code
+
+
+def _bug(args, exc: Exception) -> int:
+    """An unexpected exception: a bug in db-sync, not the user's problem."""
+    first = (str(exc).splitlines() or [""])[0]
+    print(f"db-sync: internal error (a bug in db-sync): {type(exc).__name__}: {first}"
+          + ("" if args.debug else " — rerun with --debug for the traceback"), file=sys.stderr)
+    if args.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": False, "error": {"message": f"{type(exc).__name__}: {first}", "kind": "bug",
+                                                 "exit_code": EXIT_BUG}}, indent=2))
+    return EXIT_BUG
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except DbSyncError as exc:
-        print(f"db-sync: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("db-sync: interrupted", file=sys.stderr)
-        return 130
+    started = time.perf_counter()  # the one deadline a command's budget counts from
+    parser = build_parser()
+    _add_debug(parser)
+    args = parser.parse_args(argv)
+    args.started = started
+    with interrupt.handling_signals():
+        try:
+            return args.func(args)
+        except DbSyncError as exc:
+            return _failed(args, exc)
+        except interrupt.Signalled:
+            # Outside a sync's or a mask's run, which say where they were and roll back themselves.
+            return _failed(args, interrupt.interrupted(f"running {args.command}", what=INTERRUPTED.get(
+                args.command, "nothing was written")))
+        except Exception as exc:  # noqa: BLE001 - the edge: every bug ends in one line and exit 70
+            return _bug(args, exc)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from dbsync.errors import DbSyncError, pg_message
+from dbsync import interrupt
+from dbsync.errors import ConnectionFailed, DbSyncError, pg_message
 
 DEFAULT_LOCK_TIMEOUT = "10s"
 _TIMEOUT_RE = re.compile(r"^\s*\d+\s*(us|ms|s|min|h|d)?\s*$")
@@ -41,6 +42,21 @@ def describe_dsn(dsn: str) -> str:
     return f"{user}{host}{port}/{p.get('dbname') or p.get('user') or '(default)'}"
 
 
+class Connection(psycopg2.extensions.connection):
+    """A connection whose `dsn` and repr() leave out the startup options: the masking key travels
+    there (dbsync.masking.key), and psycopg2 keeps them in `dsn`, which its repr() shows."""
+
+    @property
+    def dsn(self) -> str:
+        params = psycopg2.extensions.parse_dsn(super().dsn)
+        if "options" in params:
+            params["options"] = "(hidden)"
+        return psycopg2.extensions.make_dsn(**params)
+
+    def __repr__(self) -> str:
+        return f"<dbsync connection {describe_dsn(self.dsn)}, closed: {self.closed}>"
+
+
 def connect(dsn: str, *, role: str = "database", lock_timeout: str | None = None,
             application_name: str = "db-sync", connect_timeout: int = 10, options: str | None = None,
             params: dict | None = None):
@@ -59,10 +75,13 @@ def connect(dsn: str, *, role: str = "database", lock_timeout: str | None = None
     if options:
         extra["options"] = " ".join(filter(None, (dsn_params.get("options"), options)))
     try:
-        conn = psycopg2.connect(dsn, application_name=application_name, connect_timeout=connect_timeout, **extra)
+        conn = psycopg2.connect(dsn, application_name=application_name, connect_timeout=connect_timeout,
+                                connection_factory=Connection, **extra)
     except psycopg2.Error as exc:
         # libpq's text names host and user but never the password.
-        raise DbSyncError(f"cannot connect to the {what} ({where}): {pg_message(exc)}") from None
+        raise ConnectionFailed(f"cannot connect to the {what} ({where}): {pg_message(exc)}",
+                               side=role if role in ("source", "target") else None) from None
+    interrupt.track(conn)
     timeout = lock_timeout_setting(lock_timeout)
     try:
         with conn.cursor() as cur:

@@ -1,7 +1,7 @@
 """The sync's CloudWatch metrics: what one run reports, and the two ways it reaches CloudWatch.
 
 After a sync of every table (a *refresh*): `SyncSeconds`, `RowsCopied`, `BytesCopied`,
-`SequencesReset` and `SyncSucceeded` = 1; after a refresh that failed, `SyncSucceeded` = 0 alone.
+`SequencesReset`, `SyncWarnings` and `SyncSucceeded` = 1; after a refresh that failed, `SyncSucceeded` = 0 alone.
 A sync narrowed to some tables is not a refresh: it reports the first four, never
 `SyncSucceeded` (the freshness alarm must not count it), and nothing when it fails. A dry run
 and the sequence check report nothing.
@@ -33,7 +33,7 @@ DIMENSIONS = {"service": SERVICE}
 
 # name → CloudWatch unit
 UNITS = {"SyncSeconds": "Seconds", "RowsCopied": "Count", "BytesCopied": "Bytes", "SequencesReset": "Count",
-         "SyncSucceeded": "Count"}
+         "SyncWarnings": "Count", "SyncSucceeded": "Count"}
 
 METRICS_OPTIONS = ("cloudwatch", "none")
 
@@ -58,6 +58,7 @@ def sync_values(result: Mapping, *, refresh: bool) -> Values:
         "RowsCopied": float(sum(t.get("rows", 0) for t in result["tables"])),
         "BytesCopied": float(sum(t.get("bytes", 0) for t in result["tables"])),
         "SequencesReset": float(len(result["sequences_reset"])),
+        "SyncWarnings": float(len(result.get("warnings", []))),  # e.g. the sync's record not written
     }
     if refresh:
         values["SyncSucceeded"] = 1.0

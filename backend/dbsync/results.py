@@ -10,18 +10,20 @@ from typing import Literal, NotRequired, get_args
 
 from typing_extensions import TypedDict
 
-Action = Literal["reset", "unchanged", "default_restored", "sequence_created", "error"]
+# unverifiable: an integer key nothing feeds, reported and left alone (dbsync.sequences.plan)
+Action = Literal["reset", "unchanged", "default_restored", "sequence_created", "unverifiable", "error"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
-FeedKind = Literal["serial", "identity", "default", "created"]
+# trigger: a BEFORE INSERT trigger calls nextval(); none: nothing feeds it (unverifiable)
+FeedKind = Literal["serial", "identity", "default", "trigger", "created", "none"]
 
 
 class SequenceResult(TypedDict):
-    """One sequence-fed column: what its next INSERT would have got and gets now."""
+    """One sequence-fed column (or unverifiable key): what its next INSERT would have got and gets now."""
 
     schema: str
     table: str
     column: str
-    sequence: str  # schema-qualified, quoted as PostgreSQL quotes it
+    sequence: str | None  # schema-qualified, quoted as PostgreSQL quotes it; None when unverifiable
     kind: FeedKind
     previous: int | None  # None: the next INSERT would have failed
     value: int | None  # None when action is error
@@ -46,12 +48,32 @@ class SequenceProblem(TypedDict, total=False):
     problem: str
 
 
+class UnverifiableKey(TypedDict):
+    """An integer primary key nothing feeds, which check-sequences lists without failing."""
+
+    schema: str
+    table: str
+    column: str
+    note: str
+
+
+class SequenceCheck(TypedDict):
+    """check-sequences' answer: ok is False exactly when problems is not empty."""
+
+    ok: bool
+    problems: list[SequenceProblem]
+    unverifiable: list[UnverifiableKey]  # always [] with a source: prod decides
+
+
 class SchemaChange(TypedDict):
-    """One DDL change the sync made so the target's sequences, defaults and identity match the source's."""
+    """One DDL change the sync made on the target so its sequences, defaults and identity match
+    the source's; every change to the target's schema the sync makes is one of these."""
 
     object: str
     action: Literal["identity_mode_set", "sequence_altered", "identity_restored", "identity_dropped",
-                    "sequence_created", "owned_by_set", "default_restored", "default_replaced"]
+                    "sequence_created", "sequence_dropped", "sequence_owner_set", "sequence_granted",
+                    "owned_by_set", "default_restored", "default_replaced", "default_dropped", "not_null_set",
+                    "schema_created"]
     detail: str | None
 
 
@@ -117,4 +139,6 @@ class SyncReport(TypedDict):
     masking: NotRequired[MaskingReport]
     set_aside: NotRequired[SetAside]  # a real run
     source_positions: NotRequired[dict[str, int | None]]  # a dry run
-    estimate: NotRequired[dict]  # a dry run: bytes, rate_mb_s, seconds, budget_seconds, fits
+    estimate: NotRequired[dict]  # a dry run: bytes, rate_mb_s, seconds, budget_seconds, seconds_left, fits
+    fallback: NotRequired[str]  # an incremental sync that ran again in full: why
+    warnings: NotRequired[list[str]]  # what went wrong without failing the sync (the record not written)

@@ -17,8 +17,9 @@ The API's own class (`app.core.settings.Settings`) is DatabaseSettings with LOCK
 with settings of its own keeps its class in its module, built on EnvSettings.
 
 Secrets are cached across warm Lambda invocations, so after a rotation the cached password is
-stale: `DatabaseSettings.connect` re-fetches the secret once, bypassing the cache, after an
-authentication failure and only then (the one place that does, for the API and the sync alike).
+stale: `DatabaseSettings.connect` re-fetches the secret, bypassing the cache, after a failed
+connection, and connects again only if the secret changed (the one place that does, for the API
+and the sync alike).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pydantic import AfterValidator, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dbsync.connect import DEFAULT_LOCK_TIMEOUT, connect, describe_dsn, lock_timeout_setting
-from dbsync.errors import DbSyncError
+from dbsync.errors import ConnectionFailed, DbSyncError
 from dbsync.secrets import database_url_from_secret
 
 
@@ -106,15 +107,6 @@ class SharedSettings(EnvSettings):
 
 # -- databases ------------------------------------------------------------------------------------
 
-# libpq's wording when the server rejects the credentials (password, SCRAM, md5, PAM, …).
-_AUTH_FAILURE_MARKERS = ("authentication failed", "password authentication", "no password supplied")
-
-
-def is_auth_failure(message: str) -> bool:
-    text = message.lower()
-    return any(m in text for m in _AUTH_FAILURE_MARKERS)
-
-
 class DatabaseSettings(EnvSettings):
     """One database: a URL, or a Secrets Manager secret holding the full RDS JSON or only
     username/password (an RDS-managed master secret), DB_HOST/DB_PORT/DB_NAME filling in what it
@@ -155,16 +147,21 @@ class DatabaseSettings(EnvSettings):
                                         dbname=self.db_name, force_fetch=force_fetch)
 
     def connect(self, role: str | None = None, **kw: Any):
-        """A connection (`kw`: dbsync.connect.connect's options). With a secret, an authentication
-        failure fetches the secret afresh and tries once more, in case it was rotated; any other
-        failure would fail again, and an unreachable host would cost a second connect timeout."""
+        """A connection (`kw`: dbsync.connect.connect's options). With a secret, a failed connection
+        fetches the secret afresh and tries once more only if it changed (it was rotated): libpq
+        gives a failed login no SQLSTATE to tell it from an unreachable host by, and trying an
+        unchanged secret again would only cost a second connect timeout."""
         role = role or self.role
+        dsn = self.dsn()
         try:
-            return connect(self.dsn(), role=role, **kw)
-        except DbSyncError as exc:
-            if self.database_url is not None or not is_auth_failure(str(exc)):
+            return connect(dsn, role=role, **kw)
+        except ConnectionFailed:
+            if self.database_url is not None:
                 raise
-        return connect(self.dsn(force_fetch=True), role=role, **kw)
+            fresh = self.dsn(force_fetch=True)
+            if fresh == dsn:
+                raise
+        return connect(fresh, role=role, **kw)
 
     def describe(self) -> str:
         """Where it points, never the password (for logs)."""

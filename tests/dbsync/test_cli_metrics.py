@@ -39,6 +39,7 @@ def test_a_refresh_publishes_its_figures_and_keeps_stdout_json(prod_and_staging,
         "RowsCopied": [sum(t["rows"] for t in result["tables"])],
         "BytesCopied": [sum(t["bytes"] for t in result["tables"])],
         "SequencesReset": [len(result["sequences_reset"])],
+        "SyncWarnings": [0.0],
         "SyncSucceeded": [1.0],
     }
 
@@ -56,7 +57,9 @@ def test_a_failed_refresh_publishes_failure_and_exits_2(prod_and_staging, cloudw
     monkeypatch.setenv("SYNC_TARGET_ALLOWLIST", "staging-db.example.internal/staging")
     assert main(["sync", "--source", prod_dsn, "--target", staging_dsn, "--json"]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and "not in SYNC_TARGET_ALLOWLIST" in captured.err
+    assert "not in SYNC_TARGET_ALLOWLIST" in captured.err
+    # stdout is still one JSON document: the error object.
+    assert json.loads(captured.out)["error"]["exit_code"] == 2
     assert published(cloudwatch) == {"SyncSucceeded": [0.0]}
 
 
@@ -68,7 +71,8 @@ def test_some_tables_and_dry_runs_are_not_refreshes(prod_and_staging, cloudwatch
     assert main(["sync", "--source", prod_dsn, "--target", staging_dsn, "--table", "reviews", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     figures = published(cloudwatch)
-    assert set(figures) == {"SyncSeconds", "RowsCopied", "BytesCopied", "SequencesReset"}  # no SyncSucceeded
+    # No SyncSucceeded: only a sync of every table is a refresh.
+    assert set(figures) == {"SyncSeconds", "RowsCopied", "BytesCopied", "SequencesReset", "SyncWarnings"}
     assert figures["RowsCopied"] == [sum(t["rows"] for t in result["tables"])]
     monkeypatch.setenv("SYNC_TARGET_ALLOWLIST", "staging-db.example.internal/staging")
     assert main(["sync", "--source", prod_dsn, "--target", staging_dsn, "--table", "reviews"]) == 2

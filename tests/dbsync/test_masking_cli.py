@@ -15,7 +15,7 @@ from localdev.oldsync import replicate_like_old_sync_dsn
 from tests.support.db import query
 
 RULES = "backend/sync-rules.yaml"
-KEY_TEXT = "cli test key"
+KEY_TEXT = "cli test key, long enough: 32 chars or more"
 
 
 

@@ -1,5 +1,5 @@
-"""dbsync.settings without a database: which connection errors count as an authentication failure
-(the one that re-fetches a rotated secret), the sync's two databases from SOURCE_*/TARGET_*
+"""dbsync.settings without a database: when a failed connection is tried again (a rotated
+secret, never an unchanged one), the sync's two databases from SOURCE_*/TARGET_*
 variables and their one-line refusals, and describe_validation_error, which writes those lines."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dbsync.settings import (
     SourceDatabaseSettings,
     TargetDatabaseSettings,
     describe_validation_error,
-    is_auth_failure,
 )
 from tests.support.env import SYNC_SETTINGS
 
@@ -21,29 +20,6 @@ ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-sync/target-AbCdE
 
 # Only what each test sets: none of the sync's variables from outside (tests/dbsync/conftest.py).
 pytestmark = pytest.mark.usefixtures("no_sync_env")
-
-
-# -- is_auth_failure --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("message", [
-    'cannot connect to the target database (u@h:5432/d): FATAL:  password authentication failed for user "u"',
-    'FATAL:  PAM authentication failed for user "u"',
-    "connection to server failed: fe_sendauth: no password supplied",
-    "FATAL: Password Authentication Failed",  # any case
-])
-def test_auth_failures(message):
-    assert is_auth_failure(message) is True
-
-
-@pytest.mark.parametrize("message", [
-    'FATAL:  database "nope" does not exist',
-    "could not connect to server: Connection refused",
-    "timeout expired",
-    'FATAL:  no pg_hba.conf entry for host "10.0.0.1", user "u", database "d", no encryption',
-    "",
-])
-def test_other_failures_are_not_auth_failures(message):
-    assert is_auth_failure(message) is False
 
 
 # -- the sync's databases from the environment -------------------------------------------------------
@@ -170,3 +146,31 @@ def test_several_errors_are_joined_on_one_line():
     text = describe_validation_error(error(db_port="abc", lock_timeout="soon", mode="bad"))
     assert text == ("DB_PORT: Input should be a valid integer, unable to parse string as an integer; "
                     "LOCK_TIMEOUT='soon' is not a duration such as 10s; MODE: the mode must be a word")
+
+
+# -- a rotated secret ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("rotated", "attempts"), [(False, 1), (True, 2)])
+def test_a_failed_connection_is_tried_again_only_with_a_changed_secret(monkeypatch, rotated, attempts):
+    import dbsync.settings as settings_module
+    from dbsync.errors import ConnectionFailed
+
+    fetched = iter(["postgresql://u:old@h/d", "postgresql://u:new@h/d" if rotated else "postgresql://u:old@h/d"])
+    tried: list[str] = []
+
+    def connect(dsn, **_kw):
+        tried.append(dsn)
+        if dsn.endswith(":old@h/d"):
+            raise ConnectionFailed("cannot connect to the target database (u@h/d): refused")
+        return "a connection"
+
+    monkeypatch.setattr(settings_module, "database_url_from_secret", lambda *a, **kw: next(fetched))
+    monkeypatch.setattr(settings_module, "connect", connect)
+    monkeypatch.setenv("TARGET_DB_SECRET_ARN", ARN)
+    target = TargetDatabaseSettings.load()
+    if rotated:
+        assert target.connect() == "a connection"
+    else:
+        with pytest.raises(ConnectionFailed):
+            target.connect()
+    assert len(tried) == attempts

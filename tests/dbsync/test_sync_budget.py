@@ -3,6 +3,7 @@ back, with one line naming the budget, and leaves no session or lock behind on e
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -58,9 +59,14 @@ def test_cli_max_seconds_and_the_dry_run_estimate(slow_pair, monkeypatch, capsys
     src, tgt, _ = slow_pair
     assert main(["sync", "--source", src, "--target", tgt, "--dry-run", "--max-seconds", "600"]) == 0
     out = capsys.readouterr().out
-    assert "about" in out and "MB/s" in out and "fits the budget of 600 s" in out
-    assert main(["sync", "--source", src, "--target", tgt, "--dry-run", "--max-seconds", "0.9"]) == 0
-    assert "does NOT fit the budget of 0.9 s" in capsys.readouterr().out
+    assert "about" in out and "MB/s" in out and "fits the" in out and "s left of the budget of 600 s" in out
+    # Exit 3: a dry run whose estimate does not fit what is left of its budget.
+    assert main(["sync", "--source", src, "--target", tgt, "--dry-run", "--max-seconds", "0.9"]) == 3
+    assert "does NOT fit the" in capsys.readouterr().out
+    # Planning outlasts a tiny budget: the dry run still finishes its estimate, and says it does not fit.
+    assert main(["sync", "--source", src, "--target", tgt, "--dry-run", "--max-seconds", "0.001", "--json"]) == 3
+    estimate = json.loads(capsys.readouterr().out)["estimate"]
+    assert estimate["fits"] is False and estimate["seconds_left"] == 0 and estimate["seconds"] > 0
     monkeypatch.setenv("SYNC_MAX_SECONDS", "soon")
     assert main(["sync", "--source", src, "--target", tgt]) == 2
     assert "SYNC_MAX_SECONDS='soon' is not a number" in capsys.readouterr().err
@@ -82,3 +88,32 @@ def test_the_lambda_stops_with_a_few_seconds_left_on_its_clock(slow_pair, monkey
         handler.lambda_handler({}, context)
     assert context.get_remaining_time_in_millis() > 1500
     assert scalar(tgt, "SELECT string_agg(body, ',') FROM notes") == "staging before"
+
+
+def test_a_fallback_to_a_full_sync_works_to_the_same_deadline(make_db, monkeypatch):
+    """An incremental sync whose delta conflicts runs again in full: within what is left of the one
+    budget, not a budget of its own (the Lambda would be killed mid-sync)."""
+    from dbsync.sync import delta
+    from dbsync.sync.budget import BudgetExceeded
+    from dbsync.sync.run import SyncRun
+
+    src, tgt = make_db("fallback_src"), make_db("fallback_tgt")
+    execute(src, *SLOW[1:])
+    execute(tgt, SLOW[1], "INSERT INTO notes VALUES (1, 'staging before')")
+    real_step = SyncRun.step
+
+    def conflicting_step(run, phase):
+        if phase.name == "incremental" and run.options.incremental:
+            time.sleep(1.0)  # a slow comparison, then a conflict: about 0.5 s of the budget left
+            raise delta.DeltaConflict("a unique value moved between rows")
+        real_step(run, phase)
+
+    monkeypatch.setattr(SyncRun, "step", conflicting_step)
+    started = time.perf_counter()
+    with pytest.raises(BudgetExceeded, match=r"time budget of 1\.5 s"):
+        sync_databases(src, tgt, max_seconds=1.5, incremental=True)
+    assert time.perf_counter() - started < 1.5
+    assert scalar(tgt, "SELECT string_agg(body, ',') FROM notes") == "staging before"
+    # The same sync with a budget that leaves the fallback room ends in full.
+    result = sync_databases(src, tgt, max_seconds=30, incremental=True)
+    assert "synced again in full" in result["fallback"] and result["tables"][0]["rows"] == 300

@@ -19,7 +19,7 @@ from localdev.sampledata import build_prod
 from tests.support.db import execute
 
 RULES = "backend/sync-rules.yaml"
-KEY = MaskingKey(b"incremental test key")
+KEY = MaskingKey(b"incremental test key, 32 characters or more")
 EXTRA = ("CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY, at date NOT NULL, note text,"
          " PRIMARY KEY (id, at)) PARTITION BY RANGE (at)",
          "CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",

@@ -142,7 +142,7 @@ def test_the_image_command_masks_with_the_rules_in_its_workdir(prod_and_staging,
     shutil.copy(ROOT / "backend" / "sync-rules.yaml", workdir)
     proc = run_image_command(workdir, SOURCE_DATABASE_URL=prod_dsn, TARGET_DATABASE_URL=staging_dsn,
                              SYNC_TARGET_ALLOWLIST=psycopg2.extensions.parse_dsn(staging_dsn)["dbname"],
-                             SYNC_RULES_FILE="sync-rules.yaml", SYNC_MASKING_KEY="image-test-key-0123456789")
+                             SYNC_RULES_FILE="sync-rules.yaml", SYNC_MASKING_KEY="image-test-key-0123456789abcdef01234")
     assert proc.returncode == 0, proc.stderr
     emails = {}
     for name, dsn in (("prod", prod_dsn), ("staging", staging_dsn)):

@@ -112,6 +112,8 @@ def test_the_task_runs_the_image_with_the_lambdas_settings(transformed):
     (container,) = task["ContainerDefinitions"]
     assert container["Image"] == IMAGE
     assert "Command" not in container and "EntryPoint" not in container  # the image's own `db-sync sync`
+    # SIGTERM, then SIGKILL after StopTimeout: time for db-sync to cancel and roll back (Fargate's maximum).
+    assert container["StopTimeout"] == 120
     assert (task["RequiresCompatibilities"], task["NetworkMode"]) == (["FARGATE"], "awsvpc")
     lambda_env = resources["DbSyncFunction"]["Properties"]["Environment"]["Variables"]
     env = task_environment(resources)

@@ -94,7 +94,7 @@ def test_scheduled_event_with_secrets_syncs_and_fixes_inserts(aws, monkeypatch, 
         assert new_id > cur.fetchone()[0]
     staging.rollback()
 
-    assert lambda_handler({"action": "check-sequences"}, Context()) == {"ok": True, "problems": []}
+    assert lambda_handler({"action": "check-sequences"}, Context()) == {"ok": True, "problems": [], "unverifiable": []}
 
     lines = log_lines(handler_logs)
     messages = [line["message"] for line in lines]
@@ -233,3 +233,30 @@ def test_log_lines_carry_the_lambda_context(aws, handler_logs):
     assert line["message"] == "db_sync failed" and line["action"] == "sync"
     assert (line["function_name"], line["function_request_id"]) == ("db_sync", "req-1234")
     assert line["function_arn"] == context.invoked_function_arn and "cold_start" in line
+
+
+def test_the_lambdas_log_lines_never_show_the_masking_key(prod_and_staging, aws, handler_logs, monkeypatch,
+                                                          tmp_path, capsys):
+    """A masked sync's log lines, its result, and a failed one's error (its SQLSTATE among the log
+    line's fields) never show the key, in text or in the hex it travels as."""
+    from lambdas.db_sync import handler
+
+    key = "the masking key of this test, 0123456789abcdef"
+    rules = open("backend/sync-rules.yaml").read()
+    failing = tmp_path / "failing.yaml"  # a review's body fails on prod while the keyed COPY runs
+    failing.write_text(rules.replace("body: redact", 'body: {sql: "CASE WHEN id = 3 THEN (1 / (id - 3))::text'
+                                                     ' ELSE body END"}'))
+    prod, staging = prod_and_staging
+    monkeypatch.setenv("SOURCE_DATABASE_URL", prod)
+    monkeypatch.setenv("TARGET_DATABASE_URL", staging)
+    monkeypatch.setenv("SYNC_MASKING_KEY", key)
+    monkeypatch.setenv("SYNC_RULES_FILE", "backend/sync-rules.yaml")
+    result = handler.lambda_handler({}, Context(remaining_seconds=300))
+    monkeypatch.setenv("SYNC_RULES_FILE", str(failing))
+    with pytest.raises(DbSyncError, match="division by zero") as caught:
+        handler.lambda_handler({}, Context(remaining_seconds=300))
+    logs = handler_logs.getvalue()
+    assert '"sqlstate":"22012"' in logs.replace(" ", "")  # the cause, as a field of the log line
+    printed = capsys.readouterr()
+    for text in (logs, printed.out, printed.err, json.dumps(result), str(caught.value)):
+        assert key not in text and key.encode().hex() not in text

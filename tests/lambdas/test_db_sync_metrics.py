@@ -32,11 +32,12 @@ def test_a_refresh_reports_its_figures_and_success(emf):
         "RowsCopied": sum(t["rows"] for t in result["tables"]),
         "BytesCopied": sum(t["bytes"] for t in result["tables"]),
         "SequencesReset": len(result["sequences_reset"]),
+        "SyncWarnings": 0,
         "SyncSucceeded": 1,
     }
     assert line["values"]["RowsCopied"] > 0 and line["values"]["SequencesReset"] >= 4
     assert line["units"] == {"SyncSeconds": "Seconds", "RowsCopied": "Count", "BytesCopied": "Bytes",
-                             "SequencesReset": "Count", "SyncSucceeded": "Count"}
+                             "SequencesReset": "Count", "SyncWarnings": "Count", "SyncSucceeded": "Count"}
     assert line["values"] == metrics.sync_values(result, refresh=True)
 
 

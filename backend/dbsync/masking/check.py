@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import psycopg2
 
+from dbsync import interrupt
 from dbsync.catalog import read_catalog
 from dbsync.compare import quote_ident
-from dbsync.errors import DbSyncError, pg_message
+from dbsync.errors import DbSyncError, pg_message, sqlstate
+from dbsync.masking import immutable
 from dbsync.masking import plan as masking
 from dbsync.masking.inplace import mask_in_place, plan_in_place
 from dbsync.masking.key import MaskingKey
@@ -16,13 +18,24 @@ from dbsync.sync import guards
 from dbsync.sync.sessions import abandon, close, open_session
 
 
-def rules_report(conn, rules: Rules) -> dict:
-    """{ok, columns: [{table, column, rule}]}: each column's rule, `uncovered` (the gate would
-    refuse the sync) or `as is`. A rules file that does not fit the database raises."""
+def rules_report(conn, rules: Rules, target=None) -> dict:
+    """{ok, columns: [{table, column, rule}], fragments: [{table, column, fragment, check}]}: each
+    column's rule, `uncovered` (the gate would refuse the sync) or `as is`; each sql:/where:
+    fragment (column None for a where:) `immutable`, or `unchecked` without a `target` session
+    (staging, or a scratch database with the same schema; nothing is written there). A rules file
+    that does not fit the database, or a fragment the target does not accept as IMMUTABLE, raises."""
     catalog = read_catalog(conn)
     conn.rollback()
     keys = {t.key for t in catalog.tables.values() if not t.is_partition}
     plan = masking.bind(rules, catalog, keys)
+    masking.verify_fragments(conn, plan)
+    conn.rollback()
+    if target is not None:
+        immutable.refuse_mutable(target, plan)
+        target.rollback()
+    fragments = [{"table": f.table.label, "column": None if f.column is None else quote_ident(f.column),
+                  "fragment": f.text, "check": "unchecked" if target is None else "immutable"}
+                 for f in immutable.fragments(plan)]
     uncovered = {(u.table, u.column) for u in plan.uncovered}
     columns = []
     for key in sorted(keys):
@@ -38,7 +51,8 @@ def rules_report(conn, rules: Rules) -> dict:
             else:
                 text = "as is"
             columns.append({"table": table.label, "column": quote_ident(name), "rule": text})
-    return {"ok": not uncovered, "rules": rules.origin, "columns": columns}
+    unchecked = target is None and bool(fragments)
+    return {"ok": not uncovered and not unchecked, "rules": rules.origin, "columns": columns, "fragments": fragments}
 
 
 def _refuse_if_source(conn) -> None:
@@ -63,20 +77,31 @@ def mask_database(dsn: str, rules: Rules, key: MaskingKey | None, *, dry_run: bo
         _refuse_if_source(conn)
         guards.take_sync_lock(conn)
         plan = plan_in_place(conn, rules)
+        immutable.refuse_mutable(conn, plan, side="database")
         if plan.keyed and key is None:
             raise DbSyncError(f"the {rules.origin} uses keyed strategies (email, name, phone, hash) but no masking"
                               " key is set: set SYNC_MASKING_KEY or SYNC_MASKING_KEY_SECRET_ARN; nothing was changed")
         tables = mask_in_place(conn, plan, dry_run=dry_run)
+    except psycopg2.Error as exc:
+        abandon(conn)
+        close(conn)
+        if interrupt.received() is not None:
+            raise interrupt.interrupted("masking", what="rolled back, nothing was changed") from exc
+        raise DbSyncError(f"masking failed: {pg_message(exc)}; nothing was changed", sqlstate=sqlstate(exc)) from exc
+    except BaseException:
+        abandon(conn)
+        close(conn)
+        raise
+    try:
         if dry_run:
             conn.rollback()
         else:
             conn.commit()
-        return {"dry_run": dry_run, "rules": rules.origin, "tables": tables}
     except psycopg2.Error as exc:
-        abandon(conn)
-        raise DbSyncError(f"masking failed: {pg_message(exc)}; nothing was changed") from None
-    except BaseException:
-        abandon(conn)
-        raise
+        # The COMMIT's outcome is unknown to the client (the connection may have dropped after
+        # the server committed): say so rather than "nothing was changed".
+        raise DbSyncError(f"the COMMIT of the masking failed: {pg_message(exc)}; check the database before"
+                          " running mask again", sqlstate=sqlstate(exc)) from exc
     finally:
         close(conn)
+    return {"dry_run": dry_run, "rules": rules.origin, "tables": tables}

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import Rules
 from dbsync.results import SyncReport
+from dbsync.sync.budget import Deadline
 from dbsync.sync.delta import DeltaConflict
 from dbsync.sync.phases import PHASES
 from dbsync.sync.run import Progress, SyncOptions, SyncRun, execute
@@ -26,24 +27,28 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
                    progress: Progress | None = None, allowlist: str | None = None,
                    binary: bool = True, rebuild_indexes: bool = True, rules: Rules | None = None,
                    masking_key: MaskingKey | None = None, max_seconds: float | None = None,
-                   incremental: bool = False) -> SyncReport:
+                   deadline: Deadline | None = None, incremental: bool = False) -> SyncReport:
     """Copy the source's tables (all, or `tables`) into the target; return the report.
 
     `source_dsn` / `target_dsn`: libpq URLs or DSNs, or dbsync.settings.DatabaseSettings. `allowlist`
     overrides SYNC_TARGET_ALLOWLIST. `binary` / `rebuild_indexes` exist to measure their effect.
     `rules` (dbsync.masking.rules.load_rules) mask personal data inside the source's COPY; keyed
-    strategies need `masking_key` (dbsync.masking.key). `max_seconds`: the time budget — the sync
-    stops itself within it, rolled back (dbsync.sync.budget). `incremental`: write only the rows
+    strategies need `masking_key` (dbsync.masking.key). `deadline`: the time budget — the sync
+    stops itself before it, rolled back (dbsync.sync.budget); an entry point makes it once, where
+    the command starts; `max_seconds` makes one here instead. `incremental`: write only the rows
     that differ, keeping staging readable (dbsync.sync.delta); the same end state.
     Raises DbSyncError (one line) on any refusal or failure; the target is then unchanged.
     """
+    if deadline is None and max_seconds is not None:
+        deadline = Deadline.after(max_seconds)
     options = SyncOptions(tables=None if tables is None else list(tables), dry_run=dry_run, allowlist=allowlist,
                           binary=binary, rebuild_indexes=rebuild_indexes, progress=progress, rules=rules,
-                          masking_key=masking_key, max_seconds=max_seconds, incremental=incremental)
+                          masking_key=masking_key, deadline=deadline, incremental=incremental)
     try:
         return execute(SyncRun(source_dsn, target_dsn, options), PHASES)
     except DeltaConflict as conflict:
-        # Rolled back; the same sync again, every table copied in full, from a new snapshot.
+        # Rolled back; the same sync again, every table copied in full, from a new snapshot, to
+        # the same deadline: the fallback gets what is left of the budget, not a budget of its own.
         options.incremental = False
         report = execute(SyncRun(source_dsn, target_dsn, options), PHASES)
         report["fallback"] = f"{conflict}: synced again in full"

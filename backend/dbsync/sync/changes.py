@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import psycopg2
 from psycopg2 import sql
 
+from dbsync.errors import pg_message, sqlstate
 from dbsync.sync.guards import server_identity
 from dbsync.sync.plan import Unit
 
@@ -81,16 +82,17 @@ def _next_xid(conn) -> int:
         return int(cur.fetchone()[0])
 
 
-def write_state(run, units: list[Unit]) -> None:
+def write_state(run, units: list[Unit]) -> str | None:
     """Record what this sync saw, in its own transaction (it commits with the data or not at all).
     An incremental sync creates the record; a full one keeps an existing record current and
-    otherwise leaves staging's schemas alone. Skipped, silently, where the target role may not
-    create the schema: the next incremental sync then compares digests."""
+    otherwise leaves staging's schemas alone. Where the record cannot be written (the target role
+    may not create the schema, say) the data still commits: the return value says why, for the
+    result's warnings, and the next incremental sync compares digests."""
     if not run.options.incremental:
         with run.target.cursor() as cur:
             cur.execute("SELECT to_regclass(%s)", (f"{STATE_SCHEMA}.{STATE_TABLE}",))
             if cur.fetchone()[0] is None:
-                return
+                return None
     sysid, database = source_identity(run)
     with run.source.cursor() as cur:
         cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
@@ -106,8 +108,11 @@ def write_state(run, units: list[Unit]) -> None:
             for unit in units:
                 cur.execute(_RECORD.format(STATE), (unit.label, sysid, database, source_xmin, fingerprint(run, unit)))
             cur.execute("RELEASE SAVEPOINT dbsync_state")
-        except psycopg2.Error:
+        except psycopg2.Error as exc:
             cur.execute("ROLLBACK TO SAVEPOINT dbsync_state")
+            return (f"the sync's record ({STATE_SCHEMA}.{STATE_TABLE}) was not written: {pg_message(exc)}"
+                    f" [SQLSTATE {sqlstate(exc)}]; the next incremental sync compares every row")
+    return None
 
 
 # Added after the first release of the record.

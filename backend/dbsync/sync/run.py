@@ -11,13 +11,14 @@ import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
+from dbsync import interrupt
 from dbsync.catalog import Catalog
-from dbsync.errors import DbSyncError, pg_message
+from dbsync.errors import LOCK_NOT_AVAILABLE, DbSyncError, LockNotAvailable, pg_message, sqlstate
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import Rules
 from dbsync.results import SyncReport, Validation
 from dbsync.sync import guards
-from dbsync.sync.budget import COMMIT_RESERVE, Budget, BudgetExceeded, after_copy_reserve, exceeded_message
+from dbsync.sync.budget import COMMIT_RESERVE, Budget, BudgetExceeded, Deadline, after_copy_reserve, exceeded_message
 from dbsync.sync.copy import CopyResult, SourceCopyError
 from dbsync.sync.plan import Unit
 from dbsync.sync.sessions import abandon, close, describe
@@ -36,7 +37,7 @@ class SyncOptions:
     progress: Progress | None = None
     rules: Rules | None = None  # masking rules; None: rows travel as they are (with a warning)
     masking_key: MaskingKey | None = None
-    max_seconds: float | None = None  # the time budget (dbsync.sync.budget); None: none
+    deadline: Deadline | None = None  # the time budget (dbsync.sync.budget); None: none
     incremental: bool = False  # write only what differs (dbsync.sync.delta)
 
 
@@ -48,7 +49,7 @@ class Phase:
     writes: bool = False  # a dry run stops before the first phase that writes
 
 
-@dataclass
+@dataclass(repr=False)  # its endpoints hold passwords, its options the masking key
 class SyncRun:
     source_endpoint: object
     target_endpoint: object
@@ -63,6 +64,7 @@ class SyncRun:
     copied: dict[str, CopyResult] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     doing: str = "starting"
+    phase: str | None = None  # the name of the phase running (dbsync.sync.phases)
     source_bytes: int = 0  # on-disk size of the tables to copy (for the estimate)
     copy_started: float | None = None
     copy_done: bool = False
@@ -70,7 +72,7 @@ class SyncRun:
 
     def __post_init__(self) -> None:
         self.started = time.perf_counter()
-        self.budget = Budget(self.options.max_seconds, self.started)
+        self.budget = Budget(self.options.deadline)
         self.report = SyncReport(ok=True, dry_run=self.options.dry_run, source=describe(self.source_endpoint),
                                  target=describe(self.target_endpoint), tables=[],
                                  validation=Validation(ok=True, tables=[]), schema_changes=[], sequences_reset=[],
@@ -114,8 +116,11 @@ class SyncRun:
         mb = sum(r.bytes for r in self.copied.values()) / 2**20
         return f"{done} of {len(self.units)} tables copied, {mb:.1f} MB"
 
+    def __repr__(self) -> str:
+        return f"<SyncRun {self.report['source']} -> {self.report['target']}, {self.phase or 'not started'}>"
+
     def step(self, phase: Phase) -> None:
-        self.doing = phase.doing
+        self.doing, self.phase = phase.doing, phase.name
         self.check_budget()
         began = time.perf_counter()
         phase.run(self)
@@ -142,36 +147,46 @@ def execute(run: SyncRun, phases: Iterable[Phase]) -> SyncReport:
         abandon(run.target, run.source)
         explained = explain(run, exc, target_lost=lost)
         if explained is None:
-            raise
-        raise explained from None
+            raise  # a bug, not the user's problem: the edges log its traceback
+        raise explained from exc
     finally:
         close(run.target, run.source)
 
 
 def explain(run: SyncRun, exc: BaseException, *, target_lost: bool) -> DbSyncError | None:
-    """The one line for a failure (None: not ours to explain, e.g. KeyboardInterrupt)."""
+    """The one line for a failure, with its SQLSTATE, side and phase; None for a bug (an
+    unexpected exception, or SQL of the project's own that the server could not parse)."""
+    where = {"phase": run.phase}
+    if interrupt.received() is not None:
+        return interrupt.interrupted(run.doing, **where)
     if run.budget.seconds is not None and (isinstance(exc, BudgetExceeded) or _timed_out(run, exc)):
-        return BudgetExceeded(exceeded_message(run.budget.seconds, run.doing, run.progress()))
+        return BudgetExceeded(exceeded_message(run.budget.seconds, run.doing, run.progress()), **where)
     if isinstance(exc, DbSyncError):
+        exc.phase = exc.phase or run.phase
         return exc
     if isinstance(exc, SourceCopyError):
         return DbSyncError(f"reading the source failed while {run.doing}: {guards.row_security_hint(exc.original)};"
-                           " the target was rolled back and is unchanged")
-    if not isinstance(exc, psycopg2.Error):
+                           " the target was rolled back and is unchanged", sqlstate=sqlstate(exc.original),
+                           side="source", **where)
+    if not isinstance(exc, psycopg2.Error) or sqlstate(exc) in OWN_SQL_BUGS:
         return None
-    lock = guards.check_lock_timeout_reached(exc, side=_failed_side(exc, run.source))
-    if lock:
-        return DbSyncError(f"{lock} (while {run.doing}); the target is unchanged")
-    if run.doing == COMMITTING:
-        return DbSyncError(f"the COMMIT on the target failed: {pg_message(exc)}; check the target")
+    side = _failed_side(exc, run.source)
+    cause = {"sqlstate": sqlstate(exc), "side": side, **where}
+    if sqlstate(exc) == LOCK_NOT_AVAILABLE:
+        return LockNotAvailable(f"{guards.lock_timeout_message(exc, side=side)} (while {run.doing});"
+                                " the target is unchanged", **cause)
+    if run.phase == "commit":
+        return DbSyncError(f"the COMMIT on the target failed: {pg_message(exc)}; check the target", **cause)
     if target_lost:
         return DbSyncError(f"lost the connection to the target while {run.doing}: {pg_message(exc)};"
-                           " the server rolls back the open transaction, so the target is unchanged")
+                           " the server rolls back the open transaction, so the target is unchanged", **cause)
     return DbSyncError(f"the sync failed while {run.doing}: {guards.row_security_hint(exc)};"
-                       " the target was rolled back and is unchanged")
+                       " the target was rolled back and is unchanged", **cause)
 
 
-COMMITTING = "committing"
+# Errors the server raises only for a statement the project itself got wrong: every fragment of a
+# rules file was parsed by the server before the run wrote anything (dbsync.masking.plan).
+OWN_SQL_BUGS = frozenset({"42601", "42P02", "42P18"})  # syntax error, undefined parameter, indeterminate type
 
 
 def _timed_out(run: SyncRun, exc: BaseException) -> bool:

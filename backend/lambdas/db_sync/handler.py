@@ -4,18 +4,21 @@ check_target) → its JSON-ready result.
 Events:
   - the EventBridge schedule (any event without an "action", e.g. {"source": "aws.events", …}),
     or {"action": "sync", "tables": [...], "dry_run": false}: run the sync;
-  - {"action": "check-sequences"}: only check the target's sequences; returns
-    {"ok": bool, "problems": [...]} (CI gates on it after a deploy).
+  - {"action": "check-sequences"}: only check the target's sequences, against the source's;
+    returns {"ok": bool, "problems": [...], "unverifiable": [...]} (CI gates on it after a deploy).
 
 The settings are dbsync.settings' (SOURCE_*, TARGET_*, SYNC_*, LOCK_TIMEOUT), as for `db-sync sync`.
 
-A failed sync raises (one-line message): the invocation then counts as an error, so the
+A failed sync raises (one-line message; an unexpected exception, a bug, is logged with its
+traceback): the invocation then counts as an error, so the
 function's Errors alarm and the asynchronous on-failure destination fire. Returning an error
 dict would look like success to both. The target is unchanged whenever it raises.
 """
 
 from __future__ import annotations
 
+import time
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
@@ -24,10 +27,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from dbsync.errors import DbSyncError
 from dbsync.metrics import publish_emf, recorded
-from dbsync.results import SequenceProblem, SyncReport
-from dbsync.sequences import check_sequences, reset_sequences
+from dbsync.results import SequenceCheck, SyncReport
+from dbsync.sequences import check_report, reset_sequences
 from dbsync.settings import SourceDatabaseSettings, SyncSettings, TargetDatabaseSettings
 from dbsync.sync import sync_databases
+from dbsync.sync.budget import Deadline
 
 __all__ = ["DbSyncEvent", "lambda_handler", "reset_sequences", "sync_databases"]
 
@@ -97,17 +101,25 @@ def _log_progress(event: dict) -> None:
                                            "mb_per_s": round(event["bytes"] / 2**20 / seconds, 2)})
 
 
-def check_target(_request: DbSyncEvent, _context: LambdaContext) -> dict:
-    """The check-sequences action: {"ok": bool, "problems": [...]} for the target."""
+def check_target(_request: DbSyncEvent, _context: LambdaContext) -> SequenceCheck:
+    """The check-sequences action: {"ok": bool, "problems": [...], "unverifiable": [...]} for the
+    target, judged against the source (prod decides which columns must be fed) when SOURCE_* is
+    set, as it is for the sync; read only on both."""
     target = TargetDatabaseSettings.load().required()
-    conn = target.connect()
+    source_settings = SourceDatabaseSettings.load()
+    source = source_settings.connect() if source_settings.configured else None
     try:
-        problems: list[SequenceProblem] = check_sequences(conn)
+        conn = target.connect()
+        try:
+            result = check_report(conn, source=source)
+        finally:
+            conn.close()
     finally:
-        conn.close()
-    result = {"ok": not problems, "problems": problems}
-    logger.info("sequence check finished", extra={"target": target.describe(), "ok": result["ok"],
-                                                   "problems": len(problems)})
+        if source is not None:
+            source.close()
+    logger.info("sequence check finished", extra={
+        "target": target.describe(), "source": source_settings.describe() if source is not None else None,
+        "ok": result["ok"], "problems": len(result["problems"]), "unverifiable": len(result["unverifiable"])})
     return result
 
 
@@ -116,13 +128,21 @@ def check_target(_request: DbSyncEvent, _context: LambdaContext) -> dict:
 MARGIN_SHARE, MARGIN_MIN_S, MARGIN_MAX_S = 0.05, 2.0, 20.0
 
 
-def sync_budget(context: LambdaContext, settings: SyncSettings | None = None) -> float:
-    """The sync's time budget: the invocation's remaining time less a margin, and no more than
-    SYNC_MAX_SECONDS when that is set."""
+# When the invocation began (time.perf_counter()): the one deadline of its run counts from here.
+_started: ContextVar[float] = ContextVar("dbsync_invocation_started")
+
+
+def sync_deadline(context: LambdaContext, settings: SyncSettings | None = None) -> Deadline:
+    """The invocation's one deadline: its remaining time less a margin, and no more than
+    SYNC_MAX_SECONDS after the handler was entered when that is set."""
     configured = (settings or SyncSettings.load()).sync_max_seconds
+    now = time.perf_counter()
+    started = _started.get(now)
     left = context.get_remaining_time_in_millis() / 1000
     budget = max(0.001, left - min(MARGIN_MAX_S, max(MARGIN_MIN_S, MARGIN_SHARE * left)))
-    return budget if configured is None else min(budget, configured)
+    if configured is not None and started + configured < now + budget:
+        return Deadline(started + configured, configured)
+    return Deadline(now + budget, budget)
 
 
 def run_sync(request: DbSyncEvent, context: LambdaContext) -> SyncReport:
@@ -137,7 +157,7 @@ def run_sync(request: DbSyncEvent, context: LambdaContext) -> SyncReport:
         logger.warning("no masking rules (SYNC_RULES_FILE): rows travel unmasked")
     result = sync_databases(source, target, tables=request.tables, dry_run=request.dry_run,
                             progress=_log_progress, rules=rules, masking_key=settings.masking_key(),
-                            max_seconds=sync_budget(context, settings), incremental=settings.incremental)
+                            deadline=sync_deadline(context, settings), incremental=settings.incremental)
     if rules is None and result.get("masking", {}).get("uncovered"):
         logger.warning("personal-data columns copied unmasked", extra={"columns": result["masking"]["uncovered"]})
     logger.info("sync finished", extra={
@@ -166,11 +186,18 @@ SERVICES = {"sync": with_metrics(run_sync), "check-sequences": check_target}
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    _started.set(time.perf_counter())
     try:
         request = parse_event(event)
         logger.append_keys(action=request.action)
         return SERVICES[request.action](request, context)
     except DbSyncError as exc:
-        # One line, no traceback, no password (DbSyncError messages never carry one).
-        logger.error("db_sync failed", extra={"error": str(exc)})
+        # One line, no traceback, no password (DbSyncError messages never carry one); the cause's
+        # SQLSTATE, side and phase as fields of the log line.
+        logger.error("db_sync failed", extra={"error": str(exc), **{k: v for k, v in exc.as_dict().items()
+                                                                     if k != "message" and v is not None}})
         raise DbSyncError(str(exc)) from None
+    except Exception:
+        # A bug, not a problem of the databases or the settings: its traceback goes to the log.
+        logger.exception("db_sync failed: an unexpected error (a bug in db-sync)")
+        raise
