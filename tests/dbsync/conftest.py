@@ -48,7 +48,7 @@ def cloudwatch(monkeypatch):
 def slow_pair(make_db):
     src, tgt = make_db("slow_src"), make_db("slow_tgt")
     execute(src, *SLOW)
-    execute(tgt, *SLOW[1:2], "INSERT INTO notes VALUES (1, 'staging before')")
+    execute(tgt, *SLOW[:2], "INSERT INTO notes VALUES (1, 'staging before')")  # the function too: see slow.py
     rules = Rules({"public.notes": TableRule(columns={"body": ColumnRule("sql", sql="slow(body)")})})
     return src, tgt, rules
 

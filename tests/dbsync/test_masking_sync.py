@@ -13,7 +13,7 @@ from dbsync.sync import sync_databases
 from tests.support.db import query
 
 RULES = "backend/sync-rules.yaml"
-KEY = MaskingKey(b"test key, not a secret")
+KEY = MaskingKey(b"test key, not a secret, 32 chars or more")
 
 
 
@@ -44,7 +44,7 @@ def test_same_key_same_values_other_key_other_values(prod_and_staging, make_db):
     first = query(staging, "SELECT id, email, display_name FROM users ORDER BY id")
     sync_databases(prod, staging, rules=rules, masking_key=KEY)
     assert query(staging, "SELECT id, email, display_name FROM users ORDER BY id") == first
-    sync_databases(prod, staging, rules=rules, masking_key=MaskingKey(b"another key"))
+    sync_databases(prod, staging, rules=rules, masking_key=MaskingKey(b"another key, also 32 characters or more"))
     other = query(staging, "SELECT id, email, display_name FROM users ORDER BY id")
     assert all(a[1] != b[1] for a, b in zip(first, other, strict=True))
 
@@ -125,10 +125,11 @@ def test_a_failed_masked_copy_leaves_no_trace_of_the_key_in_the_server_log(prod_
     if not is_local_server:
         pytest.skip("reads the embedded server's log file")
     prod, staging = prod_and_staging
-    key = MaskingKey(b"a key that must never be logged")
+    key = MaskingKey(b"a key that must never be logged, 32+ chars")
     rules = load_rules(RULES)
-    rules.tables["public.reviews"].columns["body"] = ColumnRule("sql", sql="CASE WHEN id = 3 THEN (1 / 0)::text"
-                                                                       " ELSE body END")
+    # Fails per row, inside the COPY: a constant 1 / 0 would fail the fragment check before it.
+    fails = "CASE WHEN id = 3 THEN (1 / (id - 3))::text ELSE body END"
+    rules.tables["public.reviews"].columns["body"] = ColumnRule("sql", sql=fails)
     log = pg_server.root / "server.log"
     start = log.stat().st_size
     with pytest.raises(DbSyncError, match="division by zero"):

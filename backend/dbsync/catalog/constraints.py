@@ -65,15 +65,17 @@ class Keys:
     references: list[Reference] = field(default_factory=list)
 
 
+# An index's key columns in key order (unnest alone keeps no order a join must respect), without
+# its INCLUDE columns (after indnkeyatts), which belong to no key.
+_INDEX_KEY = sql.SQL("""ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.n
+             WHERE k.i <= x.indnkeyatts ORDER BY k.i)""")
 _KEYS = sql.SQL("""
-SELECT n.nspname, c.relname, 'p', NULL::name, ARRAY(SELECT a.attname FROM unnest(x.indkey) k JOIN pg_attribute a
-                                            ON a.attrelid = c.oid AND a.attnum = k), NULL::name, NULL::name,
-       NULL::name[]
+SELECT n.nspname, c.relname, 'p', NULL::name, {index_key}, NULL::name, NULL::name, NULL::name[]
 FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE x.indisprimary AND {user_schema}
 UNION ALL
-SELECT n.nspname, c.relname, 'u', NULL, ARRAY(SELECT a.attname FROM unnest(x.indkey) k JOIN pg_attribute a
-                                            ON a.attrelid = c.oid AND a.attnum = k), NULL, NULL, NULL
+SELECT n.nspname, c.relname, 'u', NULL, {index_key}, NULL, NULL, NULL
 FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE x.indisunique AND NOT x.indisprimary AND {user_schema}
 UNION ALL
@@ -86,7 +88,7 @@ SELECT n.nspname, c.relname, 'f', con.conname,
 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class r ON r.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
 WHERE con.contype = 'f' AND con.conparentid = 0 AND {user_schema}
-""").format(user_schema=USER_SCHEMA)
+""").format(user_schema=USER_SCHEMA, index_key=_INDEX_KEY)
 
 
 def keys(cur) -> dict[tuple[str, str], Keys]:

@@ -190,7 +190,8 @@ def refuse_uncovered(plan: MaskingPlan) -> None:
 def verify_fragments(conn, plan: MaskingPlan) -> None:
     """Let the server parse every `sql:` and `where:` fragment in place, without running anything
     (PREPARE only parses and plans), inside a savepoint so that a refusal leaves the session's
-    transaction (the source's snapshot) intact."""
+    transaction (the source's snapshot) intact. That they are IMMUTABLE is checked on another
+    session (dbsync.masking.immutable): this one may be prod's, READ ONLY."""
     problems = []
     with conn.cursor() as cur:
         for masked in plan.tables.values():

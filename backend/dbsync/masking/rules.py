@@ -108,6 +108,8 @@ def _fragment(where: str, kind: str, text, make):
         check_expression(text)
     except FragmentError as exc:
         return None, f"{where}: {kind} {text!r} is not one expression: it has {exc}"
+    # The plain spelling, refused here in words a reader understands; every other way to the key
+    # (another spelling, pg_settings) is refused by the immutability check (dbsync.masking.immutable).
     if KEY_SETTING in text.lower():
         return None, f"{where}: {kind} must not read the masking key"
     return make(text), None
