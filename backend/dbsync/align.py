@@ -1,6 +1,10 @@
 """The DDL that gives the target the source's sequences, `nextval` defaults and identity columns
-for the synced tables (nothing the source does not have), so that the engine can then position
-every sequence. Runs inside the sync's target transaction: all of it rolls back with it.
+for the synced tables, so that the engine can then position every sequence. Runs inside the
+sync's target transaction: all of it rolls back with it.
+
+The source decides: a column the source feeds gets the source's default (or none: a column a
+trigger feeds has none), identity and OWNED BY, and never one the source does not have; every
+statement that changes the target's schema is reported as a SchemaChange.
 """
 
 from __future__ import annotations
@@ -79,15 +83,15 @@ class _Aligner:
                     tseq.label, "sequence_altered", label)
             return
         if tcol.default is not None:
-            self.run(alter + sql.SQL(" DROP DEFAULT"))
+            self.run(alter + sql.SQL(" DROP DEFAULT"), label, "default_dropped", tcol.default)
         # A sequence the engine once created for this column (OWNED BY it) would clash with the
         # identity's name; the identity replaces it.
         for tseq in list(self.target.sequences.values()):
             if tseq.owned_by == (f.schema, f.table, f.column) and not tseq.identity:
-                self.run(sql.SQL("DROP SEQUENCE {}").format(tseq.ident))
+                self.run(sql.SQL("DROP SEQUENCE {}").format(tseq.ident), tseq.label, "sequence_dropped", label)
                 del self.target.sequences[tseq.key]
         if not tcol.not_null:
-            self.run(alter + sql.SQL(" SET NOT NULL"))
+            self.run(alter + sql.SQL(" SET NOT NULL"), label, "not_null_set")
         if sseq.key in self.target.sequences:
             raise DbSyncError(f"cannot restore identity on {label}: the target already has a sequence"
                               f" {sseq.label} that is not owned by this column")
@@ -115,7 +119,7 @@ class _Aligner:
             tcol.identity, tcol.default = "", None
         tseq = self.target.sequences.get(sseq.key)
         if tseq is None and sseq.key not in self.created:
-            self.run(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(sseq.schema)))
+            self._ensure_schema(sseq.schema)
             self.run(sql.SQL("CREATE SEQUENCE {} {}").format(sseq.ident, _options(sseq)),
                      sseq.label, "sequence_created")
             self.created.add(sseq.key)
@@ -129,9 +133,13 @@ class _Aligner:
                 tseq.ident, _options(sseq), _restart(sseq, self.positions.get(sseq.label))),
                 sseq.label, "sequence_altered")
             self.altered.add(sseq.key)
-        if f.kind == "serial" and (tseq is None or tseq.owned_by != (f.schema, f.table, f.column)):
+        column = (f.schema, f.table, f.column)
+        # OWNED BY only where prod's sequence is owned by this very column (a serial, or GitLab's
+        # trigger-fed ids); a default using another column's sequence owns nothing.
+        if sseq.owned_by == column and not sseq.identity and (tseq is None or tseq.owned_by != column):
             if table.owner != (tseq.owner if tseq else None):
-                self.run(sql.SQL("ALTER SEQUENCE {} OWNER TO {}").format(sseq.ident, sql.Identifier(table.owner)))
+                self.run(sql.SQL("ALTER SEQUENCE {} OWNER TO {}").format(sseq.ident, sql.Identifier(table.owner)),
+                         sseq.label, "sequence_owner_set", table.owner)
             self.run(sql.SQL("ALTER SEQUENCE {} OWNED BY {}.{}").format(
                 sseq.ident, table.ident, sql.Identifier(f.column)), sseq.label, "owned_by_set", label)
         if scol.default is not None and tcol.default != scol.default:
@@ -140,6 +148,16 @@ class _Aligner:
             self.run(alter + sql.SQL(" SET DEFAULT {}").format(sql.SQL(scol.default)), label,
                      "default_restored" if tcol.default is None else "default_replaced", scol.default)
             tcol.default = scol.default
+        elif scol.default is None and tcol.default is not None:
+            # Prod feeds it without a default (a trigger): a default here would take a second id.
+            self.run(alter + sql.SQL(" DROP DEFAULT"), label, "default_dropped", tcol.default)
+            tcol.default = None
+
+    def _ensure_schema(self, schema: str) -> None:
+        self.cur.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,))
+        if not self.cur.fetchone()[0]:
+            self.run(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)), quote_ident(schema),
+                     "schema_created")
 
     def _grant_like_inserters(self, seq: Sequence, tables: list[Table]) -> None:
         """USAGE, SELECT on a created sequence for every target role that may INSERT into its
@@ -147,7 +165,8 @@ class _Aligner:
         grantees = insert_grantees(self.cur, [t.oid for t in tables])
         for grantee in sorted({g for gs in grantees.values() for g in gs}, key=lambda g: g or ""):
             who = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
-            self.run(sql.SQL("GRANT USAGE, SELECT ON SEQUENCE {} TO {}").format(seq.ident, who))
+            self.run(sql.SQL("GRANT USAGE, SELECT ON SEQUENCE {} TO {}").format(seq.ident, who), seq.label,
+                     "sequence_granted", "USAGE, SELECT to " + (grantee or "PUBLIC"))
 
 
 def align_sequences(conn, source: Catalog, target: Catalog, table_keys: set[TableKey],

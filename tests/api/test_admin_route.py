@@ -43,7 +43,8 @@ def test_repairs_the_old_sync_staging(prod_and_staging, admin_api, audit_lines):
     assert fixed.status_code == 200, fixed.text
     body = fixed.json()
     assert body["dry_run"] is False
-    assert body["counts"] == {"reset": 0, "unchanged": 0, "default_restored": 0, "sequence_created": 4, "error": 0}
+    assert body["counts"] == {"reset": 0, "unchanged": 0, "default_restored": 0, "sequence_created": 4,
+                              "unverifiable": 0, "error": 0}
     by_table = {s["table"]: s for s in body["sequences"]}
     assert set(by_table) == {"authors", "books", "reviews", "users"}
     assert by_table["books"] == {**by_table["books"], "column": "id", "sequence": "public.books_id_seq",
@@ -60,7 +61,7 @@ def test_repairs_the_old_sync_staging(prod_and_staging, admin_api, audit_lines):
     # Running it again finds nothing to do.
     again = client.post(PATH, headers={"X-API-Key": KEY}, body={"dry_run": False})
     assert again.json()["counts"] == {"reset": 0, "unchanged": 4, "default_restored": 0,
-                                      "sequence_created": 0, "error": 0}
+                                      "sequence_created": 0, "unverifiable": 0, "error": 0}
 
     # One audit line per admin call: caller IP from the event, dry_run, counts; never the key.
     audits = [json.loads(line) for line in audit_lines if '"audit"' in line]
@@ -305,7 +306,7 @@ def test_lock_timeout_is_a_short_503_and_leaves_the_locked_table_alone(prod_and_
     again = client.post(PATH, headers={"X-API-Key": KEY})
     assert again.status_code == 200
     assert again.json()["counts"] == {"reset": 0, "unchanged": 3, "default_restored": 0, "sequence_created": 1,
-                                      "error": 0}
+                                      "unverifiable": 0, "error": 0}
     assert client.post("/api/v1/books", body={"title": "unlocked"}).json()["id"] == max_id(staging, "books")
 
 

@@ -14,8 +14,13 @@ then decides per sequence. Rules:
   out) unless exact=True; `positions` (the sync: the source's next values) replaces START as the
   floor, and with exact=True the sequence mirrors it, floored at the data. A column with no order
   to compare (`'X' || nextval('s')`) is moved only to a position it is given;
-- a column that owns a sequence but lost its default gets it back; an integer primary key with no
-  default at all gets a serial-style sequence (create_missing);
+- a column is fed by a default, an identity, a sequence it owns, or a BEFORE INSERT trigger that
+  calls nextval() (dbsync.catalog.sequences); a fed column stays fed the way it is: a trigger-fed
+  column is never given a default, and its sequence is positioned like any other;
+- standalone, a column that owns a sequence but has neither default nor trigger gets its default
+  back (restore_defaults; the sync passes False: prod decides); an integer primary key nothing
+  feeds gets a serial-style sequence when create_missing is True, or None in the old sync's
+  signature (such keys outnumber the fed columns); otherwise None reports it as `unverifiable`;
 - a wrapped CYCLE sequence keeps its position unless that value is taken; row-level security is
   off for the reads, so a policy that would hide rows is an error, never a short max().
 check_sequences flags less than reset_sequences would change: only what fails or collides (see
@@ -36,48 +41,53 @@ from dbsync.catalog import sequences as seqcat
 from dbsync.errors import DbSyncError
 from dbsync.results import ACTIONS, SequenceResult
 from dbsync.sequences.apply import apply
-from dbsync.sequences.check import check_sequences
+from dbsync.sequences.check import check_report, check_sequences
 from dbsync.sequences.names import serial_name
-from dbsync.sequences.plan import SequencePlan, plan
+from dbsync.sequences.plan import EnginePlan, plan, unverifiable_result
 from dbsync.sequences.session import EngineSession
 
-__all__ = ["ACTIONS", "check_sequences", "plan_sequences", "read_positions", "reset_sequences", "serial_name"]
+__all__ = ["ACTIONS", "check_report", "check_sequences", "plan_sequences", "read_positions", "reset_sequences",
+           "serial_name"]
 
 
-def _results(plans: Iterable[SequencePlan]) -> list[SequenceResult]:
-    out = [it.result() for sp in plans for it in sp.items]
+def _results(planned: EnginePlan) -> list[SequenceResult]:
+    out = [it.result() for sp in planned.sequences for it in sp.items]
+    out += [unverifiable_result(f) for f in planned.unverifiable]
     out.sort(key=lambda d: (d["schema"], d["table"], d["column"]))
     return out
 
 
 def plan_sequences(conn, *, schemas: list[str] | None = None, tables: Iterable[TableKey] | None = None,
-                   exact: bool = False, create_missing: bool = True, positions: dict[str, int] | None = None,
-                   in_transaction: bool | None = None) -> list[SequenceResult]:
+                   exact: bool = False, create_missing: bool | None = None,
+                   positions: dict[str, int] | None = None, in_transaction: bool | None = None,
+                   restore_defaults: bool = True) -> list[SequenceResult]:
     """What reset_sequences would do, changing nothing."""
     return reset_sequences(conn, dry_run=True, schemas=schemas, tables=tables, exact=exact,
-                           create_missing=create_missing, positions=positions, in_transaction=in_transaction)
+                           create_missing=create_missing, positions=positions, in_transaction=in_transaction,
+                           restore_defaults=restore_defaults)
 
 
 def reset_sequences(conn, *, dry_run: bool = False, schemas: list[str] | None = None,
                     tables: Iterable[TableKey] | None = None, exact: bool = False,
-                    create_missing: bool = True, positions: dict[str, int] | None = None,
-                    in_transaction: bool | None = None) -> list[SequenceResult]:
+                    create_missing: bool | None = None, positions: dict[str, int] | None = None,
+                    in_transaction: bool | None = None, restore_defaults: bool = True) -> list[SequenceResult]:
     """Repair every sequence-fed column; one result per column (see the module docstring).
 
     `schemas` / `tables` ((schema, table) pairs) limit the work to the sequences feeding those
     tables (each with every column it feeds). in_transaction=None detects the mode: a connection
     inside a transaction is the caller's transaction (nothing is committed, sequences move
-    transactionally); an idle one is standalone.
+    transactionally); an idle one is standalone. create_missing and restore_defaults: see the
+    module docstring.
     """
     session = EngineSession(conn, in_transaction)
     try:
-        plans = plan(session, schemas=schemas, tables=None if tables is None else set(tables), exact=exact,
-                     create_missing=create_missing, positions=positions)
+        planned = plan(session, schemas=schemas, tables=None if tables is None else set(tables), exact=exact,
+                       create_missing=create_missing, positions=positions, restore_defaults=restore_defaults)
         if not dry_run:
-            apply(session, plans)
+            apply(session, planned.sequences)
         elif not session.in_transaction:
             conn.rollback()
-        return _results(plans)
+        return _results(planned)
     except psycopg2.Error as exc:
         if not session.in_transaction:
             conn.rollback()

@@ -11,6 +11,7 @@ from psycopg2 import sql
 
 from dbsync.catalog import qualified
 from dbsync.catalog.privileges import current_user
+from dbsync.catalog.sequences import CREATED_MARK
 from dbsync.sequences.plan import PlanItem, SequencePlan
 from dbsync.sequences.session import EngineSession, chunks
 
@@ -23,6 +24,8 @@ def _ddl_for(it: PlanItem, me: str) -> list[sql.Composable]:
     stmts: list[sql.Composable] = []
     if it.action == "sequence_created":
         stmts.append(sql.SQL("CREATE SEQUENCE {} AS {}").format(seq.ident, sql.SQL(seq.type)))
+        # So a later run still sees the old sync's database once some keys are repaired.
+        stmts.append(sql.SQL("COMMENT ON SEQUENCE {} IS {}").format(seq.ident, sql.Literal(CREATED_MARK)))
         if it.create.table_owner != me:
             # OWNED BY needs the table's owner on the sequence too.
             stmts.append(sql.SQL("ALTER SEQUENCE {} OWNER TO {}").format(seq.ident,

@@ -17,6 +17,8 @@ from dbsync.sequences.session import EngineSession, run_chunked, run_parallel
 
 SEQUENCE_TYPES = {"int2": "smallint", "int4": "integer", "int8": "bigint"}
 NO_FLOOR_NOTE = "not a number column: the source's position, no data floor"
+UNVERIFIABLE_NOTE = ("integer primary key that no default, identity, owned sequence or trigger feeds: filled by"
+                     " the application, or its sequence was lost (check-sequences --source tells)")
 
 
 @dataclass
@@ -38,6 +40,11 @@ class PlanItem:
         if not f.comparable:
             out["note"] = NO_FLOOR_NOTE
         return out
+
+
+def unverifiable_result(f: Feed) -> SequenceResult:
+    return SequenceResult(schema=f.schema, table=f.table, column=f.column, sequence=None, kind="none",
+                          previous=None, value=None, action="unverifiable", error=None, note=UNVERIFIABLE_NOTE)
 
 
 @dataclass
@@ -237,19 +244,58 @@ def probe_wrapped(session: EngineSession, plans: list[SequencePlan]) -> None:
 
 # -- the plan --------------------------------------------------------------------------------------
 
+@dataclass
+class EnginePlan:
+    sequences: list[SequencePlan]
+    # Integer primary keys nothing feeds, left alone: filled by the application, or the old
+    # sync's loss — the catalog cannot tell which (see old_sync_signature).
+    unverifiable: list[Feed] = field(default_factory=list)
+
+
+def old_sync_signature(cur, feeds: list[Feed], unfed: list[MissingKey]) -> bool:
+    """A database as the old sync left it: its integer keys that nothing feeds outnumber its fed
+    columns (the seed's staging: 4 to 0; GitLab: about 35 to 800). Columns fed by a sequence
+    reset-sequences created for such a key (CREATED_MARK) count with the unfed ones, so a repair
+    cut short by a lock timeout is finished by the next run."""
+    if not unfed:
+        return False
+    marked = seqcat.created_here(cur)
+    fed = {(f.table_oid, f.attnum) for f in feeds}
+    ours = {(f.table_oid, f.attnum) for f in feeds if f.sequence.oid in marked}
+    return len(unfed) + len(ours) > len(fed - ours)
+
+
+def _unfed_keys(cur, schemas, tables, feeds: list[Feed], create_missing: bool | None,
+                by_seq: dict[int, SequencePlan]) -> tuple[list[SequencePlan], list[Feed]]:
+    """New serial-style sequences for the unfed keys (create_missing=True, or None in the old
+    sync's signature), else those keys as unverifiable (None)."""
+    if create_missing is False:
+        return [], []
+    unfed = seqcat.read_missing_keys(cur, fed=feeds)
+    missing = seqcat.selected_keys(unfed, schemas, tables)
+    if create_missing or old_sync_signature(cur, feeds, unfed):
+        return _plan_missing_keys(cur, missing, by_seq), []
+    return [], [m.feed for m in missing]
+
+
 def plan(session: EngineSession, *, schemas: list[str] | None, tables: set[TableKey] | None, exact: bool,
-         create_missing: bool, positions: dict[str, int] | None) -> list[SequencePlan]:
+         create_missing: bool | None, positions: dict[str, int] | None,
+         restore_defaults: bool = True) -> EnginePlan:
+    """create_missing: True creates a sequence for every unfed integer key, None only in the old
+    sync's signature (else they are unverifiable), False neither creates nor lists them.
+    restore_defaults=False (the sync: prod decides) never gives a column a default."""
     cur = session.cur
     by_seq: dict[int, SequencePlan] = {}
-    for f in seqcat.read_feeds(cur, schemas, tables):
+    every_feed = seqcat.read_feeds(cur)
+    for f in seqcat.select_feeds(every_feed, schemas, tables):
         # A column whose data has no order (`'X' || nextval('s')`) gets no data floor: the engine
         # moves its sequence only to a position it is given (the sync's: the source's).
         if f.comparable or (positions and f.sequence.label in positions):
             sp = by_seq.setdefault(f.sequence.oid, SequencePlan(f.sequence))
-            sp.items.append(PlanItem(f, f.sequence, restore_default=not f.has_default))
+            sp.items.append(PlanItem(f, f.sequence, restore_default=restore_defaults and not f.has_default))
     plans = list(by_seq.values())
-    if create_missing:
-        plans += _plan_missing_keys(cur, schemas, tables, by_seq)
+    created, unverifiable = _unfed_keys(cur, schemas, tables, every_feed, create_missing, by_seq)
+    plans += created
     seqcat.annotate_tree(cur, [it.feed for sp in plans for it in sp.items])
     session.end_batch()
 
@@ -265,11 +311,10 @@ def plan(session: EngineSession, *, schemas: list[str] | None, tables: set[Table
         if not sp.error:
             decide(sp, exact=exact, positions=positions, in_transaction=session.in_transaction)
     probe_wrapped(session, [sp for sp in plans if sp.probe and not sp.error])
-    return plans
+    return EnginePlan(plans, unverifiable)
 
 
-def _plan_missing_keys(cur, schemas, tables, by_seq: dict[int, SequencePlan]) -> list[SequencePlan]:
-    missing = seqcat.read_missing_keys(cur, schemas, tables)
+def _plan_missing_keys(cur, missing: list[MissingKey], by_seq: dict[int, SequencePlan]) -> list[SequencePlan]:
     if not missing:
         return []
     names = seqcat.relation_names(cur, {m.feed.schema for m in missing})

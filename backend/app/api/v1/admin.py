@@ -95,8 +95,10 @@ class ResetSequencesRequest(BaseModel):
     dry_run: bool = Field(default=False, description="report what would change, change nothing")
     schemas: list[str] | None = Field(default=None, min_length=1,
                                       description="only these schemas (default: every user schema)")
-    create_missing: bool = Field(default=True,
-                                 description="create a sequence for an integer key whose sequence was lost")
+    create_missing: bool | None = Field(default=None, description=(
+        "create a sequence for an integer primary key nothing feeds: null (default) only where such keys"
+        " outnumber the fed columns (the old sync's signature), else they are reported as `unverifiable`;"
+        " true always; false never"))
 
 
 class ResetCounts(BaseModel):
@@ -104,6 +106,7 @@ class ResetCounts(BaseModel):
     unchanged: int
     default_restored: int
     sequence_created: int
+    unverifiable: int = 0  # integer keys nothing feeds, reported and left alone
     error: int
 
 
