@@ -1,12 +1,21 @@
-"""The sync's pure guards: SYNC_TARGET_ALLOWLIST parsing and matching, loopback addresses, and
-"same database" identity (no database)."""
+"""The sync's pure guards: SYNC_TARGET_ALLOWLIST parsing and matching, loopback addresses,
+"same database" identity and the lock table's arithmetic (no database)."""
 
 from __future__ import annotations
 
 import pytest
 
+from dbsync.catalog.privileges import describe_lock_table, lock_backends, lock_table_entries
 from dbsync.errors import DbSyncError
-from dbsync.sync.guards import ServerIdentity, is_loopback, parse_allowlist, same_database, target_allowed
+from dbsync.sync.guards import (
+    LOCK_HEADROOM,
+    ServerIdentity,
+    is_loopback,
+    locks_per_transaction_for,
+    parse_allowlist,
+    same_database,
+    target_allowed,
+)
 
 
 @pytest.mark.parametrize("text", [None, "", "   ", ",", " , ,"])
@@ -68,3 +77,48 @@ def test_an_unreadable_system_identifier_errs_towards_same():
     assert same_database(a, ServerIdentity(7001, "2026-11-25 03:00:00+00", "books"))
     assert same_database(ServerIdentity(7001, "2026-11-25 03:00:00+00", "books"), a)
     assert not same_database(a, ServerIdentity(None, "2026-11-25 03:00:01+00", "books"))
+
+
+# The shared lock table: max_locks_per_transaction × (every backend + prepared transactions).
+DEFAULTS = {"max_locks_per_transaction": 64, "max_connections": 100, "autovacuum_worker_slots": 16,
+            "autovacuum_max_workers": 3, "max_worker_processes": 8, "max_wal_senders": 10,
+            "max_prepared_transactions": 0}
+PG18, PG17 = 180000, 170006
+
+
+def test_the_lock_table_counts_every_backend_not_only_connections():
+    # PostgreSQL 18: autovacuum_worker_slots, then the autovacuum launcher and the slot sync worker.
+    assert lock_backends(DEFAULTS, PG18) == 100 + 16 + 8 + 10 + 2 == 136
+    assert lock_table_entries(DEFAULTS, PG18) == 64 * 136 == 8704
+    # Before 18: autovacuum_max_workers and its launcher.
+    assert lock_backends(DEFAULTS, PG17) == 100 + 3 + 1 + 8 + 10 == 122
+    assert lock_table_entries(DEFAULTS, PG17) == 64 * 122
+    assert lock_table_entries(dict(DEFAULTS, max_prepared_transactions=5), PG18) == 64 * (136 + 5)
+
+
+def test_the_lock_table_on_an_rds_db_t3_small():
+    """max_connections LEAST(DBInstanceClassMemory/9531392, 5000) = 198, max_wal_senders 35 (RDS 16+),
+    autovacuum_worker_slots 16 (RDS 18): room for GitLab's ~11,400 locks, which 64 × 198 barely had."""
+    rds = dict(DEFAULTS, max_connections=198, max_wal_senders=35)
+    assert lock_table_entries(rds, PG17) == 64 * (198 + 3 + 1 + 8 + 35) == 15_680
+    assert lock_table_entries(rds, PG18) == 64 * (198 + 16 + 2 + 8 + 35) == 16_576
+    assert 11_400 < LOCK_HEADROOM * lock_table_entries(rds, PG17)
+
+
+def test_the_refusal_names_the_smallest_setting_that_fits():
+    capacity = lock_table_entries(DEFAULTS, PG18)  # 8704
+    n = locks_per_transaction_for(11_400, capacity, 64)
+    assert n == 94
+
+    def fits(per_transaction: int) -> bool:
+        return 11_400 <= LOCK_HEADROOM * lock_table_entries(dict(DEFAULTS, max_locks_per_transaction=per_transaction),
+                                                            PG18)
+
+    assert fits(n) and not fits(n - 1)
+
+
+def test_the_lock_table_is_described_by_the_settings_it_comes_from():
+    assert describe_lock_table(DEFAULTS, PG18) == (
+        "max_locks_per_transaction=64 × (max_connections=100 + autovacuum_worker_slots=16 + max_worker_processes=8"
+        " + max_wal_senders=10 + max_prepared_transactions=0 + 2)")
+    assert "autovacuum_max_workers=3" in describe_lock_table(DEFAULTS, PG17)

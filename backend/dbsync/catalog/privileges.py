@@ -90,22 +90,57 @@ def row_security_applies(cur, table_oids: list[int]) -> list[str]:
 
 # -- locks ---------------------------------------------------------------------------------------
 
+# The server sizes its shared lock table (lock.c's NLOCKENTS) at max_locks_per_transaction entries
+# for each backend that may take locks (postinit.c's MaxBackends) and each prepared transaction.
+# From PostgreSQL 18 the autovacuum workers' share is autovacuum_worker_slots, plus two special
+# workers (the autovacuum launcher and the slot sync worker); before, autovacuum_max_workers + 1.
+WORKER_SLOTS_SINCE = 180000
+_LOCK_TABLE_SETTINGS = ("max_locks_per_transaction", "max_connections", "autovacuum_worker_slots",
+                        "autovacuum_max_workers", "max_worker_processes", "max_wal_senders",
+                        "max_prepared_transactions")
+
+
+def _autovacuum_backends(settings: dict[str, int], server_version: int) -> tuple[str, int]:
+    if server_version >= WORKER_SLOTS_SINCE:
+        return "autovacuum_worker_slots", 2
+    return "autovacuum_max_workers", 1
+
+
+def lock_backends(settings: dict[str, int], server_version: int) -> int:
+    """MaxBackends: connections, autovacuum workers and their launcher (and from PostgreSQL 18
+    the slot sync worker), background workers and WAL senders."""
+    autovacuum, special = _autovacuum_backends(settings, server_version)
+    return (settings["max_connections"] + settings[autovacuum] + special + settings["max_worker_processes"]
+            + settings["max_wal_senders"])
+
+
+def lock_table_entries(settings: dict[str, int], server_version: int) -> int:
+    """Entries of the shared lock table. One transaction may use more than its share, not all."""
+    return settings["max_locks_per_transaction"] * (lock_backends(settings, server_version)
+                                                     + settings["max_prepared_transactions"])
+
+
+def describe_lock_table(settings: dict[str, int], server_version: int) -> str:
+    autovacuum, special = _autovacuum_backends(settings, server_version)
+    backends = " + ".join(f"{name}={settings[name]}" for name in (
+        "max_connections", autovacuum, "max_worker_processes", "max_wal_senders", "max_prepared_transactions"))
+    return f"max_locks_per_transaction={settings['max_locks_per_transaction']} × ({backends} + {special})"
+
+
+def lock_table_settings(cur) -> dict[str, int]:
+    """The settings the lock table is sized by (one this server does not have is left out)."""
+    cur.execute("SELECT name, setting::int FROM pg_settings WHERE name = ANY (%s)", (list(_LOCK_TABLE_SETTINGS),))
+    return dict(cur.fetchall())
+
+
 def lock_capacity(cur) -> int:
-    """Entries of the shared lock table: max_locks_per_transaction × (max_connections +
-    max_prepared_transactions). One transaction may use more than its share, but not all."""
-    cur.execute(
-        "SELECT current_setting('max_locks_per_transaction')::int"
-        " * (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int)"
-    )
-    return int(cur.fetchone()[0])
+    """Entries of this server's shared lock table."""
+    return lock_table_entries(lock_table_settings(cur), cur.connection.info.server_version)
 
 
 def lock_settings(cur) -> str:
     """The settings the lock table's size comes from, for messages."""
-    cur.execute("SELECT current_setting('max_locks_per_transaction'), current_setting('max_connections'),"
-                " current_setting('max_prepared_transactions')")
-    per_tx, conns, prepared = cur.fetchone()
-    return f"max_locks_per_transaction={per_tx} × (max_connections={conns} + max_prepared_transactions={prepared})"
+    return describe_lock_table(lock_table_settings(cur), cur.connection.info.server_version)
 
 
 # Everything one transaction locks when it truncates, loads and alters these relations: each

@@ -5,10 +5,12 @@ md5 of the row's text, prod's through the masking expressions, inside the sync's
 and prod's (key, digest) pairs stream into a temporary table on staging, where one join finds
 the keys that are new or changed and those staging has but prod lacks. Only those rows travel:
 prod's version of each differing row is read by key and streamed into a second temporary
-table, then applied with an UPDATE of changed rows, an INSERT of new ones (parents before
-children), and a DELETE of vanished keys (children before parents). Nothing is truncated and no
-index or constraint is dropped; the tables are locked in EXCLUSIVE mode, which readers pass and
-writers wait for, so nothing written after the comparison survives the sync.
+table, then applied with an UPDATE of changed rows and an INSERT of new ones, parents first,
+then a DELETE of vanished keys, children first — by the strongly connected components of the
+foreign keys among the tables applied (`components`): the tables of one cycle of references in
+one statement, whose keys the server checks at its end. Nothing is truncated and no index or
+constraint is dropped; the tables are locked in EXCLUSIVE mode, which readers pass and writers
+wait for, so nothing written after the comparison survives the sync.
 
 md5 and the row's text are stable across major versions, and both sessions pin every output
 setting the text depends on (dbsync.sync.sessions); between servers of one major version, and
@@ -39,7 +41,12 @@ SAMPLE_MODULUS = 97
 
 
 class DeltaConflict(DbSyncError):
-    """Applying a delta broke a constraint; the sync runs again in full."""
+    """Applying a delta broke a constraint; the sync runs again in full. `table`: the table whose
+    changes broke it (or the tables of the foreign-key cycle applied together)."""
+
+    def __init__(self, message: str, *, table: str | None = None, **where):
+        super().__init__(message, **where)
+        self.table = table
 
 
 @dataclass
@@ -51,7 +58,9 @@ class Delta:
     how: str = "by digest"  # or "since the last sync" (dbsync.sync.changes)
     ranges: ranges.Ranges | None = None  # how the key was cut, if it was (dbsync.sync.ranges)
     inserted: int = 0  # by the apply
-    deleted: int = 0
+    deleted: int = 0  # vanished keys no longer there after it, whoever removed them (a cascade too)
+    key: tuple[str, ...] = ()  # the primary key rows are matched by
+    slot: int = 0  # the number in its temporary tables' names (_dbsync_rows_<slot>, …)
 
     @property
     def target_rows(self) -> int | None:
@@ -224,7 +233,7 @@ def diff(run, unit: Unit, key: tuple[str, ...], i: int) -> Delta:
                                            staged=_staged_keys(cur, unit, key, i, target_join), pd=pd, match=match))
         n_gone = cur.rowcount
     return Delta(sent.source_rows if total is None else total, n_changed, n_gone, time.perf_counter() - began,
-                 ranges=cut)
+                 ranges=cut, key=key, slot=i)
 
 
 def _staged_keys(cur, unit: Unit, key: tuple[str, ...], i: int,
@@ -305,7 +314,7 @@ def diff_recent(run, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
         cur.execute(_GONE_FROM_JOIN.format(g=_temp("gone", i), keys=_prefixed(key, "b", "s_", to_plain=True),
                                            both=both, p0=p0))
         n_gone = cur.rowcount
-    return Delta(total, fetched + n_changed, n_gone, time.perf_counter() - began, ranges=cut)
+    return Delta(total, fetched + n_changed, n_gone, time.perf_counter() - began, ranges=cut, key=key, slot=i)
 
 
 def fetch_changed(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
@@ -324,9 +333,8 @@ def fetch_changed(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
                        binary=unit.binary, stop_at=run.budget.stop_at(run.reserve())).target_rows
 
 
-def upsert(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
-    """Changed rows updated in place, new ones inserted: the table's own rows, never re-keyed.
-    Returns the rows inserted."""
+def _upsert_statements(unit: Unit, key: tuple[str, ...], i: int) -> tuple[sql.Composable | None, sql.Composable]:
+    """(the UPDATE of changed rows or None when only key columns travel, the INSERT of new ones)."""
     rows, key_match = _temp("rows", i), _match(key, "t", "r")
     others = [c for c in unit.columns if c not in key]
     match = key_match
@@ -335,16 +343,48 @@ def upsert(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
         match = sql.SQL("{} AND ({}) IS DISTINCT FROM ({})").format(
             key_match, sql.SQL(", ").join(sql.Identifier("t", c) for c in others),
             sql.SQL(", ").join(sql.Identifier("r", c) for c in others))
+    update = _REWRITE_CHANGED.format(
+        t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in others),
+        values=sql.SQL(", ").join(sql.Identifier("r", c) for c in others), rows=rows, match=match) if others else None
+    insert = _ADD_NEW.format(
+        t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
+        values=sql.SQL(", ").join(sql.Identifier("r", c) for c in unit.columns), rows=rows,
+        only_t=_from(unit.target), match=key_match)
+    return update, insert
+
+
+def upsert(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
+    """Changed rows updated in place, then new ones inserted: the table's own rows, never re-keyed.
+    Returns the rows inserted."""
+    update, insert = _upsert_statements(unit, key, i)
     with run.target.cursor() as cur:
-        if others:
-            cur.execute(_REWRITE_CHANGED.format(
-                t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in others),
-                values=sql.SQL(", ").join(sql.Identifier("r", c) for c in others), rows=rows, match=match))
-        cur.execute(_ADD_NEW.format(
-            t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
-            values=sql.SQL(", ").join(sql.Identifier("r", c) for c in unit.columns), rows=rows,
-            only_t=_from(unit.target), match=key_match))
+        if update is not None:
+            cur.execute(update)
+        cur.execute(insert)
         return cur.rowcount
+
+
+def _together(parts: list[tuple[str, sql.Composable]], result: sql.Composable) -> sql.Composed:
+    """`WITH name AS (statement), … SELECT result`: statements run as one, so a foreign key that is
+    not deferred is checked once, at the end of it, against all of their rows."""
+    return sql.SQL("WITH {} SELECT {}").format(
+        sql.SQL(", ").join(sql.SQL("{} AS ({})").format(sql.Identifier(name), st) for name, st in parts), result)
+
+
+def upsert_together(run, members: list[tuple[Unit, tuple[str, ...], int]]) -> list[int]:
+    """The upserts of the tables of one foreign-key cycle (or of a table referencing itself) in one
+    statement: rows that reference each other go in together, NOT NULL columns included, with no
+    order to find and no constraint deferred. Returns the rows inserted into each."""
+    parts, counts = [], []
+    for n, (unit, key, i) in enumerate(members):
+        update, insert = _upsert_statements(unit, key, i)
+        if update is not None:
+            parts.append((f"changed_{n}", update))
+        parts.append((f"new_{n}", sql.SQL("{} RETURNING 1").format(insert)))
+        counts.append(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(f"new_{n}")))
+    with run.target.cursor() as cur:
+        cur.execute(_together(parts, sql.SQL(", ").join(counts)))
+        return [int(c) for c in cur.fetchone()]
 
 
 # Joins of a delta (at most AUTO_FULL_FRACTION of a table) with its table: by key, through the
@@ -370,24 +410,74 @@ def probing(conn):
         cur.execute(select("set_config({}, {}, true)", before))
 
 
-def delete_gone(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
+def _remove_gone(unit: Unit, key: tuple[str, ...], i: int) -> sql.Composed:
+    return _REMOVE_GONE.format(t=_from(unit.target), gone=_temp("gone", i), match=_match(key, "t", "g"))
+
+
+def delete_gone(run, unit: Unit, key: tuple[str, ...], i: int) -> None:
     with run.target.cursor() as cur:
-        cur.execute(_REMOVE_GONE.format(t=_from(unit.target), gone=_temp("gone", i), match=_match(key, "t", "g")))
-        return cur.rowcount
+        cur.execute(_remove_gone(unit, key, i))
 
 
-def parents_first(units: list[Unit], references: dict) -> list[Unit]:
-    """The units ordered so that a table comes after every synced table it references (a cycle
-    keeps its remaining tables in name order)."""
+def delete_together(run, members: list[tuple[Unit, tuple[str, ...], int]]) -> None:
+    """The deletes of the tables of one foreign-key cycle in one statement (see upsert_together)."""
+    with run.target.cursor() as cur:
+        cur.execute(_together([(f"gone_{n}", _remove_gone(unit, key, i)) for n, (unit, key, i) in enumerate(members)],
+                              sql.SQL("1")))
+
+
+def still_there(run, unit: Unit, key: tuple[str, ...], i: int) -> int:
+    """How many of the keys prod lacks staging still has: 0 after a complete apply. A DELETE's own
+    row count would miss rows an ON DELETE CASCADE from another table removed first."""
+    with run.target.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*) FROM {} g WHERE EXISTS (SELECT 1 FROM {} t WHERE {})").format(
+            _temp("gone", i), _from(unit.target), _match(key, "t", "g")))
+        return int(cur.fetchone()[0])
+
+
+def components(units: list[Unit], references: dict) -> list[list[Unit]]:
+    """The units grouped by the foreign keys among them into strongly connected components (the
+    tables of one cycle of references together), each after every component it references:
+    Tarjan's algorithm, which closes a component only once all it reaches are closed. Foreign keys
+    to tables outside `units` do not order anything: those tables' rows are not being written."""
     by_key = {u.target.key: u for u in units}
-    deps = {u.target.key: {r.target for r in references.get(u.target.key, ()) if r.target in by_key
-                           and r.target != u.target.key} for u in units}
-    ordered: list[Unit] = []
-    while deps:
-        ready = sorted(k for k, d in deps.items() if not d) or sorted(deps)[:1]
-        for k in ready:
-            ordered.append(by_key[k])
-            del deps[k]
-        for d in deps.values():
-            d.difference_update(ready)
-    return ordered
+    edges = {k: sorted({r.target for r in references.get(k, ()) if r.target in by_key}) for k in sorted(by_key)}
+    index: dict = {}
+    low: dict = {}
+    stack: list = []
+    on_stack: set = set()
+    out: list[list[Unit]] = []
+
+    def visit(node) -> tuple:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        return node, iter(edges[node])
+
+    for root in edges:
+        if root in index:
+            continue
+        path = [visit(root)]
+        while path:
+            node, successors = path[-1]
+            nxt = next(successors, None)
+            if nxt is None:
+                path.pop()
+                if path:
+                    low[path[-1][0]] = min(low[path[-1][0]], low[node])
+                if low[node] == index[node]:
+                    cut = stack.index(node)
+                    out.append([by_key[k] for k in sorted(stack[cut:])])
+                    on_stack.difference_update(stack[cut:])
+                    del stack[cut:]
+            elif nxt not in index:
+                path.append(visit(nxt))
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+    return out
+
+
+def cyclic(component: list[Unit], references: dict) -> bool:
+    """More than one table, or a table that references itself."""
+    return len(component) > 1 or any(r.target == component[0].target.key
+                                     for r in references.get(component[0].target.key, ()))

@@ -8,6 +8,7 @@ seen coming (lock table, ownership, foreign keys from tables it does not copy).
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 
 import psycopg2
@@ -135,17 +136,26 @@ def take_sync_lock(target_conn) -> None:
 LOCK_HEADROOM = 0.9
 
 
+def locks_per_transaction_for(needed: int, capacity: int, per_transaction: int) -> int:
+    """The smallest max_locks_per_transaction whose lock table, sized in proportion to it, holds
+    `needed` locks within LOCK_HEADROOM."""
+    return math.ceil(needed * per_transaction / (capacity * LOCK_HEADROOM))
+
+
 def check_lock_budget(conn, table_oids: list[int], *, side: str, extra: int = 0) -> int:
-    """Refuse a sync whose one transaction would hold more locks than the `side`'s lock table allows."""
+    """Refuse a sync whose one transaction would hold more locks than the `side`'s lock table allows
+    (sized by all the server's backends, dbsync.catalog.privileges.lock_table_entries)."""
     with conn.cursor() as cur:
         needed = privileges.locks_needed(cur, table_oids, writing=side == "target") + extra
         capacity = privileges.lock_capacity(cur)
         how = privileges.lock_settings(cur)
+        per_transaction = privileges.lock_table_settings(cur)["max_locks_per_transaction"]
     if needed > capacity * LOCK_HEADROOM:
         raise DbSyncError(
             f"the sync would hold about {needed} locks on the {side} in one transaction (tables, indexes,"
-            f" sequences), more than its lock table holds: {how} = {capacity}; raise"
-            f" max_locks_per_transaction on the {side} (a restart is needed) or sync fewer tables with --table")
+            f" sequences), more than its lock table holds: {how} = {capacity}; raise max_locks_per_transaction"
+            f" on the {side} to at least {locks_per_transaction_for(needed, capacity, per_transaction)}"
+            " (a restart is needed) or sync fewer tables with --table")
     return needed
 
 
@@ -207,11 +217,9 @@ def check_no_outside_references(source_conn, source_oids, target_conn, target_oi
                           + " — add those tables with --table (or sync everything)")
 
 
-def check_lock_timeout_reached(exc, *, side: str) -> str | None:
-    """A lock_timeout hit on the `side` ("source" or "target") session, explained (the sync waited
-    LOCK_TIMEOUT for a busy table)."""
-    if getattr(exc, "pgcode", None) == "55P03":
-        return (f"timed out waiting for a lock on the {side} ({pg_message(exc)}); another session is using"
-                " the tables — raise LOCK_TIMEOUT or retry when it is idle")
-    return None
+def lock_timeout_message(exc, *, side: str) -> str:
+    """What a lock_timeout hit (SQLSTATE 55P03) on the `side` ("source" or "target") session means:
+    the sync waited LOCK_TIMEOUT for a busy table."""
+    return (f"timed out waiting for a lock on the {side} ({pg_message(exc)}); another session is using"
+            " the tables — raise LOCK_TIMEOUT or retry when it is idle")
 

@@ -18,13 +18,14 @@ from dbsync.catalog import read_catalog
 from dbsync.catalog import sequences as seqcat
 from dbsync.catalog.relations import relation_bytes
 from dbsync.errors import DbSyncError, pg_message
+from dbsync.masking import immutable
 from dbsync.masking import plan as masking
 from dbsync.results import MaskingReport, TableCopied, TablePlanned
 from dbsync.sequences import reset_sequences
 from dbsync.sync import budget, changes, delta, guards, setaside, validate
 from dbsync.sync.copy import CopyResult, stream_copy
 from dbsync.sync.plan import plan_units
-from dbsync.sync.run import COMMITTING, Phase, SyncRun
+from dbsync.sync.run import Phase, SyncRun
 from dbsync.sync.sessions import open_session
 
 
@@ -70,6 +71,8 @@ def mask(run: SyncRun) -> None:
         raise DbSyncError(f"the {rules.origin} uses keyed strategies (email, name, phone, hash) but no masking key"
                           " is set: set SYNC_MASKING_KEY or SYNC_MASKING_KEY_SECRET_ARN; nothing was written")
     masking.verify_fragments(run.source, plan_)
+    # On staging: prod's session is READ ONLY and cannot create the temporary table the check needs.
+    immutable.refuse_mutable(run.target, plan_)
     for unit in run.units:
         unit.masked = plan_.tables.get(unit.source.key)
 
@@ -106,12 +109,12 @@ def read_positions(run: SyncRun) -> None:
         run.report["tables"] = [TablePlanned(table=u.label, columns=len(u.columns),
                                              format="binary" if u.binary else "text") for u in run.units]
         run.report["source_positions"] = dict(run.positions)
-        run.report["estimate"] = budget.estimate(run.source_bytes, run.budget.seconds)
+        run.report["estimate"] = budget.estimate(run.source_bytes, run.budget)
 
 
 def incremental(run: SyncRun) -> None:
-    """Per table with a primary key, the rows that differ, applied in place; the rest copied in
-    full by the phases after this one (see dbsync.sync.delta)."""
+    """Per table with a primary key, the rows that differ, read from prod into temporary tables on
+    staging; `deltas` applies them, the phases after it copy the rest in full (dbsync.sync.delta)."""
     if not run.options.incremental:
         return
     candidates = []
@@ -128,19 +131,17 @@ def incremental(run: SyncRun) -> None:
             cur.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(unit.target.ident))
     run.set_aside.triggers += setaside.disable_user_triggers(run.target, [u.target.oid for u, _ in candidates])
     state = changes.read_state(run)
-    found = {}
     for i, (unit, key) in enumerate(candidates):
         run.doing = f"comparing {unit.label}"
         run.check_budget()
         last = state.get(unit.label)
         if last is not None and last.fingerprint == changes.fingerprint(run, unit):
-            found[unit.label] = _decide(unit, delta.diff_recent(run, unit, key, i, last), "since the last sync")
+            unit.compared = _decide(unit, delta.diff_recent(run, unit, key, i, last), "since the last sync")
         else:
-            found[unit.label] = _choose(run, unit, key, i)
-    _apply_deltas(run, [(u, k, i) for i, (u, k) in enumerate(candidates) if u.mode == "delta"], found)
-    for unit, _ in candidates:
-        if unit.mode != "full":
-            _report_delta(run, unit, found[unit.label])
+            unit.compared = _choose(run, unit, key, i)
+        if unit.mode == "delta":
+            run.doing = f"reading the changed rows of {unit.label}"
+            delta.fetch_changed(run, unit, key, i)
 
 
 def _choose(run: SyncRun, unit, key, i) -> delta.Delta | None:
@@ -162,25 +163,70 @@ def _decide(unit, found: delta.Delta, how: str) -> delta.Delta:
     return found
 
 
-def _apply_deltas(run: SyncRun, work: list, found: dict[str, delta.Delta]) -> None:
-    """Upserts parents first, deletes children first. Not under a savepoint: rows a subtransaction
-    writes carry its own, later xid, which the next sync would take for staging's own writes
-    (dbsync.sync.changes). A delta that breaks a constraint (a unique value moving between rows)
-    fails the run instead, and sync_databases runs it again as a full sync."""
-    order = delta.parents_first([u for u, _, _ in work], {k: v.references for k, v in run.target_catalog.keys.items()})
-    by_unit = {id(u): (k, i) for u, k, i in work}
+def apply_deltas(run: SyncRun) -> None:
+    """What `incremental` found, applied in place: upserts parents first, then deletes children
+    first, by the components of the foreign keys among the tables applied (delta.components).
+    After `set_aside`, so the foreign keys between these tables and those copied in full are
+    already set aside (and validated when re-added); the rest hold throughout. Not under a
+    savepoint: rows a subtransaction writes carry its own, later xid, which the next sync would
+    take for staging's own writes (dbsync.sync.changes). A delta that breaks a constraint (a
+    unique value moving between rows) fails the run instead, and sync_databases runs it again as a
+    full sync."""
+    kept = [u for u in run.units if u.compared is not None and u.mode != "full"]
+    if not kept:
+        return
+    references = {k: v.references for k, v in run.target_catalog.keys.items()}
+    groups = delta.components([u for u in kept if u.mode == "delta"], references)
+    with delta.probing(run.target):
+        for group in groups:
+            _apply_group(run, group, "applying the changes to", _upsert_group, references)
+        for group in reversed(groups):
+            _apply_group(run, group, "deleting what prod no longer has from", _delete_group, references)
+        _check_deferred(run)
+        for unit in kept:
+            found = unit.compared
+            if unit.mode == "delta" and found.gone:
+                found.deleted = found.gone - delta.still_there(run, unit, found.key, found.slot)
+            _report_delta(run, unit, found)
+
+
+def _check_deferred(run: SyncRun) -> None:
+    """Keys declared DEFERRABLE INITIALLY DEFERRED are checked now, not at COMMIT: their pending
+    checks would make the later ALTER TABLEs (re-adding the foreign keys set aside) refuse ("has
+    pending trigger events"), and a violation is the deltas' conflict, with its fallback."""
+    run.doing = "checking the deferred foreign keys the changes touched"
     try:
-        with delta.probing(run.target):
-            for unit in order:
-                run.doing = f"applying the changes to {unit.label}"
-                delta.fetch_changed(run, unit, *by_unit[id(unit)])
-                found[unit.label].inserted = delta.upsert(run, unit, *by_unit[id(unit)])
-            for unit in reversed(order):
-                run.doing = f"deleting what prod no longer has from {unit.label}"
-                found[unit.label].deleted = delta.delete_gone(run, unit, *by_unit[id(unit)])
+        with run.target.cursor() as cur:
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     except psycopg2.IntegrityError as exc:
-        raise delta.DeltaConflict(f"the changes to {run.doing.rsplit(' ', 1)[-1]} broke a constraint"
-                                  f" ({pg_message(exc)})") from None
+        table = ".".join(filter(None, (exc.diag.schema_name, exc.diag.table_name))) or "a table"
+        raise delta.DeltaConflict(f"the changes to {table} broke a deferred constraint ({pg_message(exc)})",
+                                  table=table, sqlstate=exc.pgcode, side="target") from None
+
+
+def _apply_group(run: SyncRun, group: list, doing: str, step, references: dict) -> None:
+    run.doing = f"{doing} {', '.join(u.label for u in group)}"
+    try:
+        step(run, [(u, u.compared.key, u.compared.slot) for u in group], delta.cyclic(group, references))
+    except psycopg2.IntegrityError as exc:
+        # The server's error names its table; in a cycle applied together that tells which one.
+        named = (exc.diag.schema_name, exc.diag.table_name)
+        table = next((u.label for u in group if u.target.key == named), ", ".join(u.label for u in group))
+        raise delta.DeltaConflict(f"the changes to {table} broke a constraint ({pg_message(exc)})", table=table,
+                                  sqlstate=exc.pgcode, side="target") from None
+
+
+def _upsert_group(run: SyncRun, members: list, together: bool) -> None:
+    inserted = delta.upsert_together(run, members) if together else [delta.upsert(run, *members[0])]
+    for (unit, _, _), n in zip(members, inserted, strict=True):
+        unit.compared.inserted = n
+
+
+def _delete_group(run: SyncRun, members: list, together: bool) -> None:
+    if together:
+        delta.delete_together(run, members)
+    else:
+        delta.delete_gone(run, *members[0])
 
 
 def _report_delta(run: SyncRun, unit, found: delta.Delta) -> None:
@@ -263,13 +309,15 @@ def check_counts(run: SyncRun) -> None:
 
 def repair_sequences(run: SyncRun) -> None:
     """The source's sequences, defaults and identity on the target, then the engine positions
-    every sequence of the synced tables from the source's positions, floored at the data."""
+    every sequence of the synced tables from the source's positions, floored at the data. Prod
+    decides who is fed: the engine creates no sequence and restores no default (align did what
+    prod has; every schema change is in schema_changes)."""
     keys = run.table_keys
     run.report["schema_changes"] = align.align_sequences(run.target, run.source_catalog, run.target_catalog, keys,
                                                          run.positions)
     positions = align.target_positions(run.source_catalog, run.target, keys, run.positions)
-    results = reset_sequences(run.target, tables=keys, exact=True, create_missing=False, positions=positions,
-                              in_transaction=True)
+    results = reset_sequences(run.target, tables=keys, exact=True, create_missing=False, restore_defaults=False,
+                              positions=positions, in_transaction=True)
     run.report["sequences_reset"] = results
     errors = [r for r in results if r["action"] == "error"]
     if errors:
@@ -279,7 +327,9 @@ def repair_sequences(run: SyncRun) -> None:
 
 def commit(run: SyncRun) -> None:
     # What this sync saw, per table, for the next incremental one (dbsync.sync.changes).
-    changes.write_state(run, run.units)
+    problem = changes.write_state(run, run.units)
+    if problem:
+        run.report.setdefault("warnings", []).append(problem)
     run.target.commit()
     run.source.rollback()
     run.notify({"event": "done", "tables": len(run.units), "seconds": round(time.perf_counter() - run.started, 4)})
@@ -295,13 +345,15 @@ PHASES: tuple[Phase, ...] = (
     # ---- writes start here; everything below is one target transaction ----
     Phase("incremental", "comparing the tables", incremental, writes=True),
     # Set aside before the TRUNCATE: a foreign key from a table the incremental sync kept would
-    # otherwise refuse it.
+    # otherwise refuse it. And before the deltas: a new row of theirs may reference a row that
+    # only the full copy of its parent brings (the key is validated when re-added).
     Phase("set_aside", "setting aside triggers, foreign keys and indexes", set_aside, writes=True),
+    Phase("deltas", "applying the changes", apply_deltas, writes=True),
     Phase("truncate", "truncating the target tables", truncate, writes=True),
     Phase("copy", "copying", copy, writes=True),
     Phase("constraints", "re-adding foreign keys", restore_constraints, writes=True),
     Phase("triggers", "re-enabling triggers", restore_triggers, writes=True),
     Phase("validate", "validating row counts", check_counts, writes=True),
     Phase("sequences", "repairing sequences", repair_sequences, writes=True),
-    Phase("commit", COMMITTING, commit, writes=True),
+    Phase("commit", "committing", commit, writes=True),
 )

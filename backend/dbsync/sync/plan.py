@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from psycopg2 import sql
 
@@ -13,6 +14,9 @@ from dbsync.compare import binary_safe, copy_columns, schema_differences
 from dbsync.errors import DbSyncError
 from dbsync.masking.plan import MaskedTable
 from dbsync.sync.copy import copy_in_statement, copy_out_statement
+
+if TYPE_CHECKING:
+    from dbsync.sync.delta import Delta
 
 
 @dataclass
@@ -26,6 +30,7 @@ class Unit:
     masked: MaskedTable | None = None  # the rules that apply to it, if any
     mode: str = "full"  # full (TRUNCATE + COPY) | delta | unchanged (an incremental sync)
     reason: str | None = None  # why an incremental sync copies it in full
+    compared: Delta | None = None  # what an incremental sync's comparison found, for its apply
 
     @property
     def label(self) -> str:
