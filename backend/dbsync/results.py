@@ -29,6 +29,7 @@ class SequenceResult(TypedDict):
     value: int | None  # None when action is error
     action: Action
     error: str | None
+    error_code: NotRequired[str]  # the SQLSTATE behind `error` (55P03: a lock timeout, worth a retry)
     note: NotRequired[str]  # why the rule differs for this column (no data floor)
 
 

@@ -91,7 +91,7 @@ def reset_sequences(conn, *, dry_run: bool = False, schemas: list[str] | None = 
     except psycopg2.Error as exc:
         if not session.in_transaction:
             conn.rollback()
-        raise DbSyncError(f"sequence repair failed: {session.explain(exc)}") from None
+        raise DbSyncError(f"sequence repair failed: {session.explain(exc)}", sqlstate=exc.pgcode) from exc
     finally:
         session.close()
 

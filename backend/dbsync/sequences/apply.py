@@ -50,9 +50,9 @@ def _apply_schema_changes(session: EngineSession, plans: list[SequencePlan]) -> 
             stmts = _ddl_for(it, me)
             err = session.attempt(lambda s=stmts: [cur.execute(x) for x in s])
             if err and it.action == "sequence_created":
-                sp.fail(err)  # no sequence: nothing to position
+                sp.fail(err, err.sqlstate)  # no sequence: nothing to position
             elif err:
-                it.action, it.error, it.value = "error", err, None
+                it.action, it.error, it.error_code, it.value = "error", err, err.sqlstate, None
         session.end_batch()
 
 
@@ -81,6 +81,6 @@ def apply(session: EngineSession, plans: list[SequencePlan]) -> None:
             for sp in chunk:
                 err = session.attempt(lambda sp=sp: move([sp]))
                 if err:
-                    sp.fail(f"cannot move {sp.sequence.label}: {err}")
+                    sp.fail(f"cannot move {sp.sequence.label}: {err}", err.sqlstate)
                 session.end_batch()
         session.end_batch()

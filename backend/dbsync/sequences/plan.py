@@ -29,6 +29,7 @@ class PlanItem:
     value: int | None = None
     action: Action = "unchanged"
     error: str | None = None
+    error_code: str | None = None  # the SQLSTATE behind `error`, where a server error caused it
     create: MissingKey | None = None  # a new (or reused) serial-style sequence for this column
     restore_default: bool = False
 
@@ -37,6 +38,8 @@ class PlanItem:
         out = SequenceResult(schema=f.schema, table=f.table, column=f.column, sequence=self.sequence.label,
                              kind=f.kind, previous=self.previous, value=self.value, action=self.action,
                              error=self.error)
+        if self.error_code:
+            out["error_code"] = self.error_code
         if not f.comparable:
             out["note"] = NO_FLOOR_NOTE
         return out
@@ -58,10 +61,12 @@ class SequencePlan:
     probe: bool = False  # a wrapped CYCLE sequence: check its next value is free
     error: str | None = None
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str, code: str | None = None) -> None:
+        """Every column of the sequence in error; `code`: the SQLSTATE that caused it."""
         self.error = self.error or message
         for it in self.items:
             it.action, it.error, it.value = "error", it.error or message, None
+            it.error_code = it.error_code or code
 
     @property
     def ascending(self) -> bool:
@@ -113,7 +118,7 @@ def read_extremes(session: EngineSession, plans: list[SequencePlan]) -> None:
                 sp.extreme = v if sp.extreme is None else min(sp.extreme, v)
 
     def fail(w, msg):
-        w[0].fail(f"cannot read {w[1].table_label}.{w[1].column}: {msg}")
+        w[0].fail(f"cannot read {w[1].table_label}.{w[1].column}: {msg}", msg.sqlstate)
 
     run_parallel(session, work, lambda w: w[1].lock_cost, query, merge, fail)
 
@@ -134,7 +139,7 @@ def read_states(session: EngineSession, plans: list[SequencePlan]) -> None:
                 sp.current_next = seqcat.next_value(sp.sequence, last, called)
 
     run_chunked(session, work, lambda sp: 1, query, merge,
-                lambda sp, msg: sp.fail(f"cannot read sequence {sp.sequence.label}: {msg}"))
+                lambda sp, msg: sp.fail(f"cannot read sequence {sp.sequence.label}: {msg}", msg.sqlstate))
 
 
 # -- deciding --------------------------------------------------------------------------------------
@@ -235,7 +240,7 @@ def probe_wrapped(session: EngineSession, plans: list[SequencePlan]) -> None:
 
         err = session.attempt(probe)
         if err:
-            sp.fail(f"cannot check {sp.sequence.label}: {err}")
+            sp.fail(f"cannot check {sp.sequence.label}: {err}", err.sqlstate)
         elif found[0]:
             sp.fail(f"CYCLE sequence {sp.sequence.label} has wrapped and its next value {sp.value}"
                     " is already used: rows must be renumbered or deleted by hand")

@@ -16,12 +16,23 @@ import psycopg2.extensions
 
 from dbsync.catalog.privileges import lock_capacity
 from dbsync.connect import lock_timeout_setting
-from dbsync.errors import DbSyncError, pg_message
+from dbsync.errors import LOCK_NOT_AVAILABLE, DbSyncError, pg_message
 
 # Statements per round trip when reading extremes or sequence states: large enough to make 10,000
 # tables a handful of queries, small enough to plan quickly.
 MAX_PER_QUERY = 1000
-LOCK_TIMEOUT_ERROR = "lock timeout"
+
+
+class StepError(str):
+    """An engine step's failure: the message its column reports, and the SQLSTATE behind it that
+    code branches on (a lock timeout is retried one by one, and is a 503 in the admin route)."""
+
+    sqlstate: str | None
+
+    def __new__(cls, message: str, sqlstate: str | None = None):
+        made = super().__new__(cls, message)
+        made.sqlstate = sqlstate
+        return made
 # Reads of at least this many tables are shared with a second connection (standalone only).
 PARALLEL_MIN_ITEMS = 2000
 
@@ -85,7 +96,7 @@ class EngineSession:
         if not self.in_transaction:
             self.conn.commit()
 
-    def attempt(self, fn: Callable[[], object], *, short_lock_wait: bool = False) -> str | None:
+    def attempt(self, fn: Callable[[], object], *, short_lock_wait: bool = False) -> StepError | None:
         """Run fn; on a database error undo just fn (a savepoint: the batch's earlier work stays)
         and return the message."""
         self.cur.execute("SAVEPOINT dbsync_step")
@@ -101,10 +112,11 @@ class EngineSession:
         self.cur.execute("RELEASE SAVEPOINT dbsync_step")
         return None
 
-    def explain(self, exc: psycopg2.Error) -> str:
-        if isinstance(exc, psycopg2.errors.LockNotAvailable):
-            return f"{LOCK_TIMEOUT_ERROR} ({self.lock_timeout}): the table or sequence is busy (see LOCK_TIMEOUT)"
-        return pg_message(exc)
+    def explain(self, exc: psycopg2.Error) -> StepError:
+        if exc.pgcode == LOCK_NOT_AVAILABLE:
+            return StepError(f"lock timeout ({self.lock_timeout}): the table or sequence is busy (see LOCK_TIMEOUT)",
+                             exc.pgcode)
+        return StepError(pg_message(exc), exc.pgcode)
 
     def close(self) -> None:
         if not self.conn.closed and (self.conn.info.transaction_status
@@ -147,7 +159,7 @@ def run_chunked(session: EngineSession, work: list, cost, query, merge, fail) ->
         else:
             for w in chunk:
                 one: list = []
-                err = run([w], one, short_lock_wait=chunk_error.startswith(LOCK_TIMEOUT_ERROR))
+                err = run([w], one, short_lock_wait=chunk_error.sqlstate == LOCK_NOT_AVAILABLE)
                 if err is None:
                     merge([w], one)
                 else:

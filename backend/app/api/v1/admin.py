@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from app.api.deps import DatabaseDep
 from app.core.log import logger
 from app.models.errors import ErrorBody
-from dbsync.errors import DbSyncError, pg_message
+from dbsync.errors import LOCK_NOT_AVAILABLE, DbSyncError, pg_message
 from dbsync.results import ACTIONS, SequenceResult
 from dbsync.secrets import fetch_secret
 from dbsync.sequences import reset_sequences
@@ -232,7 +232,7 @@ async def reset_sequences_route(request: Request, db: DatabaseDep) -> ResetSeque
     counts = summary.counts.model_dump()
     # The engine reports a lock timeout on one column and goes on with the others. Busy is
     # transient, so the caller gets a 503 to retry on, which says what did get done.
-    locked = [r for r in summary.sequences if r["action"] == "error" and "lock timeout" in (r["error"] or "")]
+    locked = [r for r in summary.sequences if r["action"] == "error" and r.get("error_code") == LOCK_NOT_AVAILABLE]
     if locked:
         done = len(summary.sequences) - counts["error"]
         raise _unavailable(request, body, f"{locked[0]['error']}; {len(locked)} column(s) locked, {done} handled"
