@@ -10,6 +10,8 @@ edges log its traceback and exit EXIT_BUG.
 
 from __future__ import annotations
 
+import re
+
 # One table of exit codes for every command (docs/cli.md).
 EXIT_OK = 0  # done
 EXIT_FINDINGS = 1  # a check that found problems
@@ -73,3 +75,13 @@ def pg_message(exc: BaseException) -> str:
     text = str(getattr(exc, "pgerror", None) or exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return line.removeprefix("ERROR:").strip()
+
+
+_PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def shown_name(name: str) -> str:
+    """A name as messages show it: in double quotes where its case or characters need them, bare
+    otherwise — reserved words included, so this is for people to read, never SQL to run (SQL
+    names are sql.Identifier)."""
+    return name if _PLAIN.fullmatch(name) else '"' + name.replace('"', '""') + '"'

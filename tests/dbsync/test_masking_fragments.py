@@ -11,9 +11,9 @@ import pytest
 
 from dbsync.cli import main
 from dbsync.errors import DbSyncError
-from dbsync.masking.check import mask_database
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import parse_rules
+from dbsync.masking.service import mask_database
 from dbsync.sync import phases, sync_databases
 from tests.support.db import execute, query, snapshot
 

@@ -7,7 +7,7 @@ COMMIT nothing is read-only any more. So before anything is read each fragment i
 PostgreSQL's lexer would and refused unless it is one expression's worth of tokens: no statement
 separator, no comment, parentheses balanced and never closed past the fragment's own, every
 string, quoted identifier and dollar-quoted string closed. The server then parses it in its
-place (see dbsync.masking.plan), which catches whatever is not an expression, and judges it
+place (see dbsync.masking.binding), which catches whatever is not an expression, and judges it
 IMMUTABLE (dbsync.masking.immutable), which refuses whatever could read a setting, the masking
 key included, or give another value on another night.
 """

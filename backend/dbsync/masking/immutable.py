@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import psycopg2
 from psycopg2 import sql
 
+from dbsync import sqltext
 from dbsync.catalog import Table
-from dbsync.compare import quote_ident
-from dbsync.errors import DbSyncError, pg_message
-from dbsync.masking.plan import MaskingPlan
+from dbsync.errors import DbSyncError, pg_message, shown_name
+from dbsync.masking.binding import MaskingPlan
 
 NOT_IMMUTABLE = "42P17"  # "generation expression is not immutable"
 _TEMP = sql.Identifier("dbsync_fragment_check")
@@ -42,7 +42,7 @@ class Fragment:
     def label(self) -> str:
         if self.column is None:
             return f"{self.table.label} where {self.text!r}"
-        return f"{self.table.label}.{quote_ident(self.column)} sql {self.text!r}"
+        return f"{self.table.label}.{shown_name(self.column)} sql {self.text!r}"
 
 
 def fragments(plan: MaskingPlan) -> list[Fragment]:
@@ -54,8 +54,8 @@ def fragments(plan: MaskingPlan) -> list[Fragment]:
                 out.append(Fragment(masked.table, column, rule.sql, masked.expressions[column],
                                     masked.table.columns[column].type))
         if masked.where:
-            out.append(Fragment(masked.table, None, masked.where, sql.SQL("({})").format(sql.SQL(masked.where)),
-                                "boolean"))
+            expression = sql.SQL("({})").format(sqltext.fragment(masked.where))
+            out.append(Fragment(masked.table, None, masked.where, expression, "boolean"))
     return out
 
 
@@ -67,11 +67,11 @@ def _generated_name(table: Table) -> sql.Identifier:
 
 
 def _statements(fragment: Fragment) -> tuple[sql.Composable, sql.Composable]:
-    columns = [sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(col.type))
+    columns = [sql.SQL("{} {}").format(sql.Identifier(name), sqltext.type_name(col.type))
                for name, col in fragment.table.columns.items()]
     create = sql.SQL("CREATE TEMP TABLE {} ({})").format(_TEMP, sql.SQL(", ").join(columns))
     add = sql.SQL("ALTER TABLE {} ADD COLUMN {} {} GENERATED ALWAYS AS ({}) STORED").format(
-        _TEMP, _generated_name(fragment.table), sql.SQL(fragment.type), fragment.expression)
+        _TEMP, _generated_name(fragment.table), sqltext.type_name(fragment.type), fragment.expression)
     return create, add
 
 

@@ -44,18 +44,10 @@ class MaskingKey:
         return f"-c {KEY_SETTING}={self.value.hex()}"
 
 
-def key_from(text: str | None = None, secret_arn: str | None = None) -> MaskingKey | None:
-    """The key given as text, or read from a Secrets Manager secret (its whole value); None
-    when neither is set. Surrounding whitespace is dropped (a secret written from a file often
+def key_from(text: str | None) -> MaskingKey | None:
+    """The key given as text (SYNC_MASKING_KEY, or the secret's whole value: the settings read it);
+    None when there is none. Surrounding whitespace is dropped (a secret written from a file often
     ends in a newline)."""
-    if text and secret_arn:
-        raise MaskingKeyError("both SYNC_MASKING_KEY and SYNC_MASKING_KEY_SECRET_ARN are set; set only one")
-    if secret_arn:
-        from dbsync.secrets import fetch_secret
-
-        text = fetch_secret(secret_arn)
-        if not text.strip():
-            raise MaskingKeyError(f"secret {secret_arn} (the masking key) is empty: {MAKE_ONE}")
     if not text or not text.strip():
         return None
     return MaskingKey(text.strip().encode())

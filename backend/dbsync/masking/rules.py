@@ -9,10 +9,12 @@
         rows: none
     personal_data:          # optional: more column-name patterns for the gate (regular expressions)
       - "^nickname$"
+    not_personal:           # optional: columns the gate flags that hold none (schema.table.column,
+      - public.projects.name  # or a regular expression matched against the whole of it)
 
 Everything about the file's shape is checked here, with the file's name; what the rules say
 about a database (tables and columns that exist, types that fit) is checked by
-dbsync.masking.plan against its catalog.
+dbsync.masking.binding against its catalog.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from dbsync.errors import DbSyncError
 from dbsync.masking.fragments import FragmentError, check_expression
 
 # Strategies a column can name, in the docs' order; `null` is written as YAML's null.
-STRATEGIES = ("email", "name", "phone", "hash", "redact", "null", "keep", "value", "sql")
-KEYED = frozenset({"email", "name", "phone", "hash"})
+STRATEGIES = ("email", "name", "phone", "hash", "redact", "year", "null", "keep", "value", "sql", "date_shift")
+NAMED = STRATEGIES[:8]  # written as a bare name; the others as {value: X}, {sql: EXPR}, {date_shift: DAYS}
+KEYED = frozenset({"email", "name", "phone", "hash", "date_shift"})
+MAX_SHIFT_DAYS = 3650
 _TABLE_KEYS = {"columns", "rows", "where"}
 # The masking key reaches SQL only through this setting; a fragment must never read it.
 KEY_SETTING = "dbsync.mask_key"
@@ -45,6 +49,8 @@ class ColumnRule:
             return f"value {self.value!r}"
         if self.strategy == "sql":
             return f"sql {self.sql}"
+        if self.strategy == "date_shift":
+            return f"date_shift ±{self.value} days"
         return self.strategy
 
 
@@ -60,6 +66,12 @@ class Rules:
     tables: dict[str, TableRule]  # keyed as --table takes them: schema.table
     personal_data: list[re.Pattern] = field(default_factory=list)
     origin: str = "rules"  # the file's name, for messages
+    not_personal: list[re.Pattern] = field(default_factory=list)  # matched against schema.table.column
+
+    def cleared(self, schema: str, table: str, column: str) -> bool:
+        """`not_personal:` says the column holds no personal data, whatever the gate reads in its name."""
+        name = f"{schema}.{table}.{column}"
+        return any(p.fullmatch(name) for p in self.not_personal)
 
     @property
     def keyed(self) -> bool:
@@ -88,17 +100,25 @@ def _column_rule(where: str, raw) -> tuple[ColumnRule | None, str | None]:
     if raw is None:
         return ColumnRule("null"), None
     if isinstance(raw, str):
-        if raw in ("value", "sql", "null") or raw not in STRATEGIES:
-            return None, f"{where}: unknown strategy {raw!r} (one of {', '.join(STRATEGIES[:7])}, {{value: X}}," \
-                         " {sql: EXPR}, or null)"
+        if raw == "date_shift":
+            return None, f"{where}: date_shift needs its range in days: {{date_shift: DAYS}}"
+        if raw == "null" or raw not in NAMED:
+            return None, f"{where}: unknown strategy {raw!r} (one of {', '.join(s for s in NAMED if s != 'null')}," \
+                         " {value: X}, {sql: EXPR}, {date_shift: DAYS}, or null)"
         return ColumnRule(raw), None
+    if isinstance(raw, dict) and len(raw) == 1 and "date_shift" in raw:
+        days = raw["date_shift"]
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_SHIFT_DAYS:
+            return None, f"{where}: date_shift takes a whole number of days from 1 to {MAX_SHIFT_DAYS}, not {days!r}"
+        return ColumnRule("date_shift", value=days), None
     if isinstance(raw, dict) and len(raw) == 1 and "value" in raw:
         if isinstance(raw["value"], dict | list):
             return None, f"{where}: value must be a scalar"
         return ColumnRule("value", value=raw["value"]), None
     if isinstance(raw, dict) and len(raw) == 1 and "sql" in raw:
         return _fragment(where, "sql", raw["sql"], lambda text: ColumnRule("sql", sql=text))
-    return None, f"{where}: a strategy is a name, null, {{value: X}} or {{sql: EXPR}}, not {raw!r}"
+    return None, (f"{where}: a strategy is a name, null, {{value: X}}, {{sql: EXPR}} or {{date_shift: DAYS}},"
+                  f" not {raw!r}")
 
 
 def _fragment(where: str, kind: str, text, make):
@@ -149,8 +169,9 @@ def parse_rules(data, origin: str = "rules") -> Rules:
     """Rules from the file's parsed YAML; RulesError listing every problem of shape."""
     if data is None:
         data = {}
-    if not isinstance(data, dict) or set(data) - {"tables", "personal_data"}:
-        raise RulesError(f"{origin}: expected a mapping with `tables` (and optionally `personal_data`)")
+    if not isinstance(data, dict) or set(data) - {"tables", "personal_data", "not_personal"}:
+        raise RulesError(f"{origin}: expected a mapping with `tables` (and optionally `personal_data`,"
+                         " `not_personal`)")
     tables_raw = data.get("tables") or {}
     if not isinstance(tables_raw, dict):
         raise RulesError(f"{origin}: `tables` must map schema.table names to their rules")
@@ -162,15 +183,25 @@ def parse_rules(data, origin: str = "rules") -> Rules:
             continue
         tables[name], found = _table_rule(name, raw)
         problems += found
-    patterns = []
-    for text in data.get("personal_data") or []:
-        try:
-            patterns.append(re.compile(str(text), re.IGNORECASE))
-        except re.error as exc:
-            problems.append(f"personal_data pattern {text!r} is not a regular expression ({exc})")
+    patterns = _patterns(data, "personal_data", re.IGNORECASE, problems)
+    cleared = _patterns(data, "not_personal", 0, problems)
     if problems:
         raise RulesError(f"{origin}: " + "; ".join(problems))
-    return Rules(tables, patterns, origin)
+    return Rules(tables, patterns, origin, cleared)
+
+
+def _patterns(data: dict, key: str, flags: int, problems: list[str]) -> list[re.Pattern]:
+    raw = data.get(key) or []
+    if not isinstance(raw, list):
+        problems.append(f"{key} must be a list")
+        return []
+    out = []
+    for text in raw:
+        try:
+            out.append(re.compile(str(text), flags))
+        except re.error as exc:
+            problems.append(f"{key} pattern {text!r} is not a regular expression ({exc})")
+    return out
 
 
 def load_rules(path: str | Path) -> Rules:

@@ -14,6 +14,7 @@ import re
 
 from psycopg2 import sql
 
+from dbsync import sqltext
 from dbsync.masking.rules import KEY_SETTING, ColumnRule
 
 # Reserved for documentation (RFC 2606): no mail to it reaches anyone.
@@ -40,6 +41,13 @@ OUTPUT_LENGTH = {
 TEXT_TYPES = re.compile(r"^(text|character varying(\(\d+\))?|character\(\d+\)|(\w+\.)?citext|name)$")
 HASH_INTEGERS = {"smallint": 2**15, "integer": 2**31, "bigint": None}
 HASHABLE = ("text-like", "bytea", "uuid", *HASH_INTEGERS)
+DATE_STRATEGIES = frozenset({"year", "date_shift"})
+DATE_TYPES = ("date", "timestamp without time zone", "timestamp with time zone")
+
+
+def date_type(column_type: str) -> str:
+    """timestamp(3) with time zone → timestamp with time zone: the date strategies ignore precision."""
+    return re.sub(r"\(\d+\)", "", column_type)
 
 
 def type_length(column_type: str) -> int | None:
@@ -80,6 +88,37 @@ def _hash(column: sql.Composable, column_type: str) -> sql.Composable:
     return sql.SQL("encode({}, 'hex')").format(d)
 
 
+def _utc(column: sql.Composable, column_type: str) -> sql.Composable:
+    """A date or timestamp as a timestamp without time zone, read in UTC: immutable, and the
+    same whatever the session's TimeZone."""
+    if column_type == "timestamp with time zone":
+        return sql.SQL("({} AT TIME ZONE 'UTC')").format(column)
+    return column
+
+
+def _from_utc(expr: sql.Composable, column_type: str) -> sql.Composable:
+    return sql.SQL("({} AT TIME ZONE 'UTC')").format(expr) if column_type == "timestamp with time zone" else expr
+
+
+def _year(column: sql.Composable, column_type: str) -> sql.Composable:
+    """January 1st of the value's year (midnight UTC for a timestamp)."""
+    if column_type == "date":
+        return sql.SQL("make_date(extract(year FROM {})::int, 1, 1)").format(column)
+    return _from_utc(sql.SQL("date_trunc('year', {})").format(_utc(column, column_type)), column_type)
+
+
+def _date_shift(column: sql.Composable, column_type: str, days: int) -> sql.Composable:
+    """The value moved by a keyed whole number of days within ±days, the same for the same day.
+    The digest reads the day's number (an integer), never date::text, which depends on DateStyle."""
+    day = sql.SQL("({}::date - DATE '2000-01-01')").format(_utc(column, column_type))
+    d = _digest("date_shift", day)
+    shift = sql.SQL("((get_byte({d}, 0) * 256 + get_byte({d}, 1)) % {width} - {days})").format(
+        d=d, width=sql.Literal(2 * days + 1), days=sql.Literal(days))
+    if column_type == "date":
+        return sql.SQL("({} + {})").format(column, shift)
+    return _from_utc(sql.SQL("({} + {} * interval '1 day')").format(_utc(column, column_type), shift), column_type)
+
+
 def expression(rule: ColumnRule, column: str, column_type: str) -> sql.Composable:
     """The value the rule gives the column, as an expression over the row, cast to its type."""
     col = sql.Identifier(column)
@@ -99,6 +138,10 @@ def expression(rule: ColumnRule, column: str, column_type: str) -> sql.Composabl
             sql.Literal(PHONE_PREFIX), d=d)
     elif s == "hash":
         expr = _hash(col, column_type)
+    elif s == "year":
+        expr = _year(col, date_type(column_type))
+    elif s == "date_shift":
+        expr = _date_shift(col, date_type(column_type), rule.value)
     elif s == "redact":
         expr = sql.SQL("repeat('x', length({}))").format(col)
     elif s == "null":
@@ -106,5 +149,5 @@ def expression(rule: ColumnRule, column: str, column_type: str) -> sql.Composabl
     elif s == "value":
         expr = sql.Literal(rule.value)
     else:  # sql: checked to be one expression (dbsync.masking.fragments) and parsed by the server
-        expr = sql.SQL("({})").format(sql.SQL(rule.sql))
-    return sql.SQL("({})::{}").format(expr, sql.SQL(column_type))
+        expr = sql.SQL("({})").format(sqltext.fragment(rule.sql))
+    return sql.SQL("({})::{}").format(expr, sqltext.type_name(column_type))

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import psycopg2
 
-from dbsync import interrupt
+from dbsync import interrupt, safety
 from dbsync.catalog import read_catalog
-from dbsync.compare import quote_ident
-from dbsync.errors import DbSyncError, pg_message, sqlstate
+from dbsync.connect import DEFAULT_LOCK_TIMEOUT
+from dbsync.errors import DbSyncError, pg_message, shown_name, sqlstate
+from dbsync.masking import binding as masking
 from dbsync.masking import immutable
-from dbsync.masking import plan as masking
 from dbsync.masking.inplace import mask_in_place, plan_in_place
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import Rules
-from dbsync.settings import SourceDatabaseSettings
-from dbsync.sync import guards
-from dbsync.sync.sessions import abandon, close, open_session
+from dbsync.sessions import abandon, close, open_session
 
 
 def rules_report(conn, rules: Rules, target=None) -> dict:
     """{ok, columns: [{table, column, rule}], fragments: [{table, column, fragment, check}]}: each
-    column's rule, `uncovered` (the gate would refuse the sync) or `as is`; each sql:/where:
+    column's rule, `uncovered` (the gate would refuse the sync; `flagged_by` says which of the
+    gate's patterns flagged it) or `as is`; each sql:/where:
     fragment (column None for a where:) `immutable`, or `unchecked` without a `target` session
     (staging, or a scratch database with the same schema; nothing is written there). A rules file
     that does not fit the database, or a fragment the target does not accept as IMMUTABLE, raises."""
@@ -33,49 +32,52 @@ def rules_report(conn, rules: Rules, target=None) -> dict:
     if target is not None:
         immutable.refuse_mutable(target, plan)
         target.rollback()
-    fragments = [{"table": f.table.label, "column": None if f.column is None else quote_ident(f.column),
+    fragments = [{"table": f.table.label, "column": None if f.column is None else shown_name(f.column),
                   "fragment": f.text, "check": "unchecked" if target is None else "immutable"}
                  for f in immutable.fragments(plan)]
-    uncovered = {(u.table, u.column) for u in plan.uncovered}
+    uncovered = {(u.table, u.column): u.flagged_by for u in plan.uncovered}
     columns = []
     for key in sorted(keys):
         table = catalog.tables[key]
         rule = rules.tables.get(f"{table.schema}.{table.name}") or rules.tables.get(table.label)
         for name in table.columns:
+            entry = {"table": table.label, "column": shown_name(name)}
             if (table.label, name) in uncovered:
-                text = "uncovered"
+                entry.update(rule="uncovered", flagged_by=uncovered[(table.label, name)])
             elif rule and not rule.copy_rows:
-                text = "rows: none"
+                entry["rule"] = "rows: none"
             elif rule and name in rule.columns:
-                text = rule.columns[name].describe()
+                entry["rule"] = rule.columns[name].describe()
             else:
-                text = "as is"
-            columns.append({"table": table.label, "column": quote_ident(name), "rule": text})
+                entry["rule"] = "as is"
+            columns.append(entry)
     unchecked = target is None and bool(fragments)
     return {"ok": not uncovered and not unchecked, "rules": rules.origin, "columns": columns, "fragments": fragments}
 
 
-def _refuse_if_source(conn) -> None:
-    """`mask` rewrites what it is pointed at: never the configured source (prod)."""
-    settings = SourceDatabaseSettings.load()
-    if not settings.configured:
+def _refuse_if_source(conn, source) -> None:
+    """`mask` rewrites what it is pointed at: never the configured source (prod). `source`: a DSN
+    or an object with .connect(role, …) (dbsync.settings.DatabaseSettings); None when none is set."""
+    if source is None:
         return
-    source = settings.connect(options="-c default_transaction_read_only=on")
+    source = open_session(source, "source", options="-c default_transaction_read_only=on")
     try:
-        if guards.same_database(guards.server_identity(source), guards.server_identity(conn)):
+        if safety.same_database(safety.server_identity(source), safety.server_identity(conn)):
             raise DbSyncError("refusing to mask the configured source database (SOURCE_*): db-sync mask rewrites"
                               " the database it is given, which must be a copy")
     finally:
         source.close()
 
 
-def mask_database(dsn: str, rules: Rules, key: MaskingKey | None, *, dry_run: bool = False) -> dict:
-    """Mask the database at `dsn` in place, in one transaction; the target's guards apply."""
-    conn = open_session(dsn, "target", options=key.startup_options() if key else None)
+def mask_database(dsn: str, rules: Rules, key: MaskingKey | None, *, dry_run: bool = False,
+                  allowlist: str | None = None, source=None, lock_timeout: str = DEFAULT_LOCK_TIMEOUT) -> dict:
+    """Mask the database at `dsn` in place, in one transaction; the target's guards apply
+    (`allowlist`: SYNC_TARGET_ALLOWLIST's value; `source`: the configured prod, never masked)."""
+    conn = open_session(dsn, "target", options=key.startup_options() if key else None, lock_timeout=lock_timeout)
     try:
-        guards.check_target_allowed(conn)
-        _refuse_if_source(conn)
-        guards.take_sync_lock(conn)
+        safety.check_target_allowed(conn, allowlist)
+        _refuse_if_source(conn, source)
+        safety.take_sync_lock(conn)
         plan = plan_in_place(conn, rules)
         immutable.refuse_mutable(conn, plan, side="database")
         if plan.keyed and key is None:

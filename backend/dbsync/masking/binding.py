@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 import psycopg2
 from psycopg2 import sql
 
+from dbsync import sqltext
 from dbsync.catalog import Catalog, Table, TableKey
-from dbsync.compare import quote_ident
-from dbsync.errors import DbSyncError, pg_message
-from dbsync.masking import strategies
-from dbsync.masking.gate import personal_data_kind
+from dbsync.errors import DbSyncError, pg_message, shown_name
+from dbsync.masking import gate, strategies
 from dbsync.masking.rules import ColumnRule, Rules, TableRule
 
 # Strategies whose output is as unique as their input (two distinct values never meet).
@@ -47,9 +46,10 @@ class Uncovered:
     table: str
     column: str
     kind: str  # what its name says it holds
+    flagged_by: str = ""  # "<kind>: <what in its name, type or table said so>"
 
     def __str__(self) -> str:
-        return f"{self.table}.{quote_ident(self.column)} ({self.kind})"
+        return f"{self.table}.{shown_name(self.column)} ({self.kind})"
 
 
 @dataclass
@@ -74,6 +74,9 @@ def _fit_problem(where: str, rule: ColumnRule, column_type: str, not_null: bool)
     s = rule.strategy
     if s == "null" and not_null:
         return f"{where}: null on a NOT NULL column"
+    if s in strategies.DATE_STRATEGIES:
+        return None if strategies.date_type(column_type) in strategies.DATE_TYPES else (
+            f"{where}: {s} applies to date, timestamp and timestamptz columns, not {column_type}")
     if s in NON_TEXT_OK and s != "hash":
         return None
     if s == "hash":
@@ -100,7 +103,7 @@ def _key_problems(catalog: Catalog, table: Table, rule: TableRule) -> list[str]:
     for column, col_rule in rule.columns.items():
         if col_rule.strategy == "keep":
             continue
-        where = f"{table.label}.{quote_ident(column)}"
+        where = f"{table.label}.{shown_name(column)}"
         if keys and column in keys.primary:
             problems.append(f"{where}: a rule on a primary key column")
         elif (table.key, column) in fed:
@@ -118,7 +121,7 @@ def _reference_problems(catalog: Catalog, rules: Rules) -> list[str]:
             child = tuple(_strategy(catalog, rules, key, c) for c in ref.columns)
             parent = tuple(_strategy(catalog, rules, ref.target, c) for c in ref.target_columns)
             if child != parent:
-                problems.append(f"foreign key {quote_ident(ref.name)} of {catalog.tables[key].label}"
+                problems.append(f"foreign key {shown_name(ref.name)} of {catalog.tables[key].label}"
                                 f" ({', '.join(child)}) references {catalog.tables[ref.target].label}"
                                 f" ({', '.join(parent)}): both sides must be masked the same way")
     return problems
@@ -145,7 +148,7 @@ def bind(rules: Rules | None, catalog: Catalog, table_keys: set[TableKey]) -> Ma
         masked = MaskedTable(table, rule)
         for column, col_rule in rule.columns.items():
             col = table.columns.get(column)
-            where = f"{table.label}.{quote_ident(column)}"
+            where = f"{table.label}.{shown_name(column)}"
             if col is None:
                 problems.append(f"{where}: no such column")
             elif col.generated:
@@ -165,17 +168,24 @@ def bind(rules: Rules | None, catalog: Catalog, table_keys: set[TableKey]) -> Ma
 
 
 def _uncovered(rules: Rules | None, catalog: Catalog, table_keys: set[TableKey]) -> list[Uncovered]:
-    """Columns whose names say personal data and that no rule covers (`keep` covers)."""
+    """Columns the gate says hold personal data and that no rule covers (`keep` covers) nor
+    `not_personal:` clears."""
     found = []
+    repeated = gate.conventions(t.columns for t in catalog.tables.values() if not t.is_partition)
     for key in sorted(table_keys):
         table = catalog.tables[key]
         rule = rules and (rules.tables.get(f"{table.schema}.{table.name}") or rules.tables.get(table.label))
         if rule and not rule.copy_rows:
             continue  # no row travels
-        for column in table.columns:
-            kind = personal_data_kind(column, rules.personal_data if rules else [])
-            if kind and not (rule and column in rule.columns):
-                found.append(Uncovered(table.label, column, kind))
+        keys = catalog.keys.get(key)
+        referencing = {c for ref in (keys.references if keys else []) for c in ref.columns}
+        for name, col in table.columns.items():
+            if (rule and name in rule.columns) or (rules and rules.cleared(table.schema, table.name, name)):
+                continue
+            facts = gate.Column(table.name, name, col.type, name in referencing, tuple(table.columns))
+            flagged = gate.flag(facts, rules.personal_data if rules else (), repeated)
+            if flagged:
+                found.append(Uncovered(table.label, name, flagged.kind, str(flagged)))
     return found
 
 
@@ -195,12 +205,12 @@ def verify_fragments(conn, plan: MaskingPlan) -> None:
     problems = []
     with conn.cursor() as cur:
         for masked in plan.tables.values():
-            checks = [(f"{masked.table.label}.{quote_ident(c)}", sql.SQL("SELECT {} FROM ONLY {}").format(
+            checks = [(f"{masked.table.label}.{shown_name(c)}", sql.SQL("SELECT {} FROM ONLY {}").format(
                 e, masked.table.ident)) for c, e in masked.expressions.items()
                 if masked.rule.columns[c].strategy in ("sql", "value")]
             if masked.where:
                 checks.append((f"{masked.table.label} where", sql.SQL("SELECT 1 FROM ONLY {} WHERE ({})").format(
-                    masked.table.ident, sql.SQL(masked.where))))
+                    masked.table.ident, sqltext.fragment(masked.where))))
             for label, query in checks:
                 cur.execute("SAVEPOINT dbsync_fragment")
                 try:
