@@ -23,8 +23,9 @@ test: $(STAMP) lint ## lint, then run the test suite on an embedded PostgreSQL (
 test-fast: $(STAMP) ## only the tests that need no PostgreSQL (pytest -m "not pg"): seconds, no server started
 	$(PY) -m pytest -m "not pg"
 
-lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check backend tests benchmarks localdev
+lint: $(STAMP) ## ruff, and the layers of backend/ (scripts/check_layers.py: no import up a layer, no cycle)
+	$(VENV)/bin/ruff check backend tests benchmarks localdev scripts
+	$(PY) scripts/check_layers.py backend
 
 demo: $(STAMP) ## reproduce the staging bug and fix it, end to end, on an embedded PostgreSQL
 	$(PY) -m localdev.demo

@@ -144,6 +144,40 @@ def engine_reset(dsn: str) -> tuple[float, list[dict], int]:
     return seconds, result, CountingCursor.statements
 
 
+# The seed's loop as a process of its own: psycopg2 and the loop, nothing else imported.
+NAIVE_PROCESS = """
+import sys, psycopg2
+conn = psycopg2.connect(sys.argv[1]); conn.autocommit = True
+cur = conn.cursor()
+cur.execute("SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND column_default LIKE 'nextval%%'")
+for table, column in cur.fetchall():
+    cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), COALESCE(MAX({column}), 0) + 1,"
+                f" false) FROM {table}")
+"""
+
+
+def whole_processes(dsn: str, runs: int, log) -> tuple[list[float], list[float]]:
+    """`db-sync reset-sequences` and the seed's loop, each a whole process (start-up, imports,
+    connection included), alternating on the same broken sequences."""
+    import sys
+
+    from benchmarks.common import run_child
+
+    engine = [sys.executable, "-m", "dbsync.cli", "reset-sequences", "--dsn", dsn, "--json"]
+    naive = [sys.executable, "-c", NAIVE_PROCESS, dsn]
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(runs):
+        for argv, out in ((engine, times[0]), (naive, times[1])):
+            break_sequences(dsn)
+            child = run_child(argv)
+            if child.returncode != 0:
+                raise RuntimeError(f"{argv[2]} exited {child.returncode}: {child.stderr.strip()[-300:]}")
+            out.append(child.seconds)
+        log(f"  run {i + 1}: whole process: db-sync {fmt_s(times[0][-1])}, naive {fmt_s(times[1][-1])}")
+    return times
+
+
 def check_engine_result(result: list[dict], ntables: int) -> None:
     """The engine must have moved every broken sequence to just past the data."""
     ours = [r for r in result if str(r.get("table", "")).split(".")[-1].startswith("t_")]
@@ -225,6 +259,11 @@ def run(server, *, tables: int = 10_000, naive_tables: int = 3_000, runs: int = 
                   fmt_ratio(median(engine_t), median(naive_t)))
         table.notes.append(f"{naive_tables} tables: statements sent (round trips): engine {engine_statements},"
                            f" naive {naive_statements}")
+        process_engine, process_naive = whole_processes(small_dsn, runs, log)
+        check_inserts(small_dsn, naive_tables)
+        table.add("whole process (db-sync reset-sequences vs python -c loop)", naive_tables,
+                  fmt_s(median(process_engine)), fmt_s(median(process_naive)),
+                  fmt_ratio(median(process_engine), median(process_naive)))
 
         if big_dsn:
             big_t = []

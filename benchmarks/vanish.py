@@ -16,7 +16,7 @@ exactly that on one machine, touching no address but loopback inside a namespace
   until each backend and its locks are gone, or the window ends; the server log says what ended it.
 
 Every case runs at the same time on one server, so the run lasts about the window (90 s by default).
-Settings: `sync` is what the sync uses, imported from dbsync.sync.sessions — LIBPQ_KEEPALIVES as
+Settings: `sync` is what the sync uses, imported from dbsync.sessions — LIBPQ_KEEPALIVES as
 libpq connection parameters, SERVER_KEEPALIVES applied with SET in the session; `none` is the
 server's and the kernel's defaults (keepalives after net.ipv4.tcp_keepalive_time, 7200 s here).
 The same run takes tcp_user_timeout or client_connection_check_interval away from the sync's
@@ -74,7 +74,7 @@ LIVE_SCENARIOS = ("copy_out", "slow_target")
 
 def sync_settings() -> tuple[dict, list[list[str]]]:
     """The sync's own values: (libpq connection parameters, server settings to SET)."""
-    from dbsync.sync.sessions import LIBPQ_KEEPALIVES, SERVER_KEEPALIVES
+    from dbsync.sessions import LIBPQ_KEEPALIVES, SERVER_KEEPALIVES
 
     return dict(LIBPQ_KEEPALIVES), [[k, v] for k, v in SERVER_KEEPALIVES]
 
@@ -456,7 +456,7 @@ def tables(report: dict, live: dict | None = None) -> list:
     t.notes += [
         "scenarios: " + "; ".join(f"{k}: {SCENARIOS[k].title}" for k in BENCH_SCENARIOS),
         "sync: libpq " + ", ".join(f"{k}={v}" for k, v in libpq.items()) + "; SET "
-        + ", ".join(f"{k}={v}" for k, v in server) + " (dbsync.sync.sessions)",
+        + ", ".join(f"{k}={v}" for k, v in server) + " (dbsync.sessions)",
         "none: no keepalive settings (server and kernel defaults)",
         f"vanish: private netns (unshare --net), {report['method_text']}, then SIGKILL of every client;"
         f" observed over the server's Unix socket every 0.1 s, for {window:.0f} s",

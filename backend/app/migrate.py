@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import psycopg2
-from psycopg2 import sql
+
+from dbsync import sqltext
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -54,7 +55,7 @@ def apply_migrations(conn) -> list[str]:
             if cur.fetchone() is not None:
                 conn.rollback()
                 continue
-            cur.execute(sql.SQL(path.read_text()))
+            cur.execute(sqltext.migration(path.read_text()))
             cur.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,))
         conn.commit()
         applied.append(path.name)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
+from dbsync import sqltext
 from dbsync.catalog import Catalog, Feed, Sequence, Table, TableKey, read_catalog
 from dbsync.catalog.privileges import insert_grantees
-from dbsync.compare import quote_ident
-from dbsync.errors import DbSyncError
+from dbsync.errors import DbSyncError, shown_name
 from dbsync.results import SchemaChange
 
 _SEQUENCE_TYPES = ("smallint", "integer", "bigint")
@@ -26,14 +26,14 @@ def _options(seq: Sequence, *, with_type: bool = True) -> sql.Composed:
         # A sequence's type is always one of these three; never pass catalog text through unchecked.
         if seq.type not in _SEQUENCE_TYPES:
             raise DbSyncError(f"unexpected sequence type {seq.type!r}")
-        parts.append(sql.SQL("AS {}").format(sql.SQL(seq.type)))
+        parts.append(sql.SQL("AS {}").format(sqltext.type_name(seq.type)))
     parts += [
         sql.SQL("INCREMENT BY {}").format(sql.Literal(seq.increment)),
         sql.SQL("MINVALUE {}").format(sql.Literal(seq.min)),
         sql.SQL("MAXVALUE {}").format(sql.Literal(seq.max)),
         sql.SQL("START WITH {}").format(sql.Literal(seq.start)),
         sql.SQL("CACHE {}").format(sql.Literal(seq.cache)),
-        sql.SQL("CYCLE" if seq.cycle else "NO CYCLE"),
+        sql.SQL("CYCLE") if seq.cycle else sql.SQL("NO CYCLE"),
     ]
     return sql.SQL(" ").join(parts)
 
@@ -63,7 +63,7 @@ class _Aligner:
     def where(self, f: Feed) -> tuple[Table, sql.Composed, str]:
         table = self.target.tables[f.table_key]
         return table, sql.SQL("ALTER TABLE {} ALTER COLUMN {}").format(table.ident, sql.Identifier(f.column)), \
-            f"{table.label}.{quote_ident(f.column)}"
+            f"{table.label}.{shown_name(f.column)}"
 
     def identity(self, f: Feed) -> None:
         sseq = f.sequence
@@ -71,9 +71,10 @@ class _Aligner:
         table, alter, label = self.where(f)
         tcol = table.columns[f.column]
         mode = "ALWAYS" if scol.identity == "a" else "BY DEFAULT"
+        mode_sql = sql.SQL("ALWAYS") if scol.identity == "a" else sql.SQL("BY DEFAULT")
         if tcol.identity:
             if tcol.identity != scol.identity:
-                self.run(alter + sql.SQL(" SET GENERATED {}").format(sql.SQL(mode)), label, "identity_mode_set", mode)
+                self.run(alter + sql.SQL(" SET GENERATED {}").format(mode_sql), label, "identity_mode_set", mode)
             tseq = self._identity_sequence(f)
             if tseq is not None and not sseq.same_definition(tseq):
                 # The identity's own sequence (its name may differ from prod's); RESTART keeps
@@ -96,7 +97,7 @@ class _Aligner:
             raise DbSyncError(f"cannot restore identity on {label}: the target already has a sequence"
                               f" {sseq.label} that is not owned by this column")
         self.run(alter + sql.SQL(" ADD GENERATED {} AS IDENTITY (SEQUENCE NAME {} {})").format(
-            sql.SQL(mode), sseq.ident, _options(sseq, with_type=False)), label, "identity_restored", sseq.label)
+            mode_sql, sseq.ident, _options(sseq, with_type=False)), label, "identity_restored", sseq.label)
 
     def _identity_sequence(self, f: Feed) -> Sequence | None:
         for t in self.target.feeds:
@@ -145,7 +146,7 @@ class _Aligner:
         if scol.default is not None and tcol.default != scol.default:
             # The expression is the server's own deparse (pg_get_expr) of prod's default, fully
             # qualified; it names the sequence just made to exist above.
-            self.run(alter + sql.SQL(" SET DEFAULT {}").format(sql.SQL(scol.default)), label,
+            self.run(alter + sql.SQL(" SET DEFAULT {}").format(sqltext.deparsed(scol.default)), label,
                      "default_restored" if tcol.default is None else "default_replaced", scol.default)
             tcol.default = scol.default
         elif scol.default is None and tcol.default is not None:
@@ -156,7 +157,7 @@ class _Aligner:
     def _ensure_schema(self, schema: str) -> None:
         self.cur.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,))
         if not self.cur.fetchone()[0]:
-            self.run(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)), quote_ident(schema),
+            self.run(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)), shown_name(schema),
                      "schema_created")
 
     def _grant_like_inserters(self, seq: Sequence, tables: list[Table]) -> None:

@@ -25,12 +25,32 @@ import time
 import traceback
 
 from dbsync import interrupt
-from dbsync.connect import connect
 from dbsync.errors import EXIT_BUG, EXIT_DOES_NOT_FIT, EXIT_FINDINGS, EXIT_OK, DbSyncError
-from dbsync.sequences import ACTIONS, check_report, reset_sequences
-from dbsync.settings import DatabaseSettings, SourceDatabaseSettings, SyncSettings, TargetDatabaseSettings
 
+# Each command imports what it uses: `db-sync --help` must not pay for psycopg2, pydantic or the
+# engine (docs/cli.md). The settings are read here, at the edge, and handed to the engine.
 EXIT_PROBLEM = EXIT_FINDINGS
+
+
+def _settings(**overrides):
+    """The sync's settings (dbsync.settings.SyncSettings: LOCK_TIMEOUT, SYNC_*), options given on
+    the command line in place of their variables."""
+    from dbsync.settings import SyncSettings
+
+    return SyncSettings.load(**overrides)
+
+
+def _lock_timeout() -> str:
+    from dbsync.settings import SharedSettings
+
+    return SharedSettings.load().lock_timeout
+
+
+def _connect(url: str, role: str):
+    """A connection with LOCK_TIMEOUT's lock timeout."""
+    from dbsync.connect import connect
+
+    return connect(url, role=role, lock_timeout=_lock_timeout())
 
 
 def _dsn_arg(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +60,8 @@ def _dsn_arg(parser: argparse.ArgumentParser) -> None:
 def _dsn(args) -> str:
     """--dsn, else DATABASE_URL (the API's database setting); "" when neither is given, which
     `connect` refuses in one line."""
+    from dbsync.settings import DatabaseSettings
+
     if args.dsn:
         return args.dsn
     url = DatabaseSettings.load().database_url
@@ -57,6 +79,8 @@ def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
 
 
 def _counts(rows: list[dict]) -> dict[str, int]:
+    from dbsync.results import ACTIONS
+
     out = dict.fromkeys(ACTIONS, 0)
     for r in rows:
         out[r["action"]] += 1
@@ -64,7 +88,9 @@ def _counts(rows: list[dict]) -> dict[str, int]:
 
 
 def cmd_reset_sequences(args) -> int:
-    conn = connect(_dsn(args), role="database")
+    from dbsync.sequences import reset_sequences
+
+    conn = _connect(_dsn(args), role="database")
     try:
         rows = reset_sequences(conn, dry_run=args.dry_run, schemas=args.schema or None, exact=args.exact,
                                create_missing=args.create_missing)
@@ -89,9 +115,11 @@ def cmd_reset_sequences(args) -> int:
 
 
 def cmd_check_sequences(args) -> int:
-    source = connect(args.source, role="source") if args.source else None
+    from dbsync.sequences import check_report
+
+    source = _connect(args.source, role="source") if args.source else None
     try:
-        conn = connect(_dsn(args), role="database")
+        conn = _connect(_dsn(args), role="database")
         try:
             report = check_report(conn, schemas=args.schema or None, source=source)
         finally:
@@ -141,18 +169,20 @@ def _sync(args, record) -> int:
             print(f"  [{event['index']}/{event['count']}] {event['table']}: {event['rows']} rows,"
                   f" {mb:.1f} MB, {rate:.1f} MB/s", file=sys.stderr, flush=True)
 
+    from dbsync.settings import SourceDatabaseSettings, TargetDatabaseSettings
     from dbsync.sync.budget import Deadline
 
     source = args.source or SourceDatabaseSettings.load().required()
     target = args.target or TargetDatabaseSettings.load().required()
-    settings = SyncSettings.load(sync_rules_file=args.rules, sync_max_seconds=args.max_seconds,
-                                 sync_mode="incremental" if args.incremental else None)
+    settings = _settings(sync_rules_file=args.rules, sync_max_seconds=args.max_seconds,
+                         sync_mode="incremental" if args.incremental else None)
     seconds = settings.sync_max_seconds
     rules = settings.rules()
     result = sync_databases(source, target, tables=args.table, dry_run=args.dry_run, progress=progress,
                             rules=rules, masking_key=settings.masking_key(),
                             deadline=None if seconds is None else Deadline(args.started + seconds, seconds),
-                            incremental=settings.incremental)
+                            incremental=settings.incremental, allowlist=settings.sync_target_allowlist,
+                            lock_timeout=settings.lock_timeout)
     record(result)
     for warning in result.get("warnings", []):
         print(f"db-sync: warning: {warning}", file=sys.stderr)
@@ -186,7 +216,7 @@ def _sync(args, record) -> int:
     return EXIT_OK
 
 
-def _rules_required(settings: SyncSettings):
+def _rules_required(settings):
     rules = settings.rules()
     if rules is None:
         raise DbSyncError("no rules file: pass --rules FILE or set SYNC_RULES_FILE")
@@ -196,10 +226,10 @@ def _rules_required(settings: SyncSettings):
 def cmd_check_rules(args) -> int:
     """Every column of the database: the rule that applies, `uncovered`, or copied as it is; every
     fragment proved IMMUTABLE on the target, or `unchecked` without one."""
-    from dbsync.masking.check import rules_report
+    from dbsync.masking.service import rules_report
 
-    rules = _rules_required(SyncSettings.load(sync_rules_file=args.rules))
-    conn = connect(_dsn(args), role="database")
+    rules = _rules_required(_settings(sync_rules_file=args.rules))
+    conn = _connect(_dsn(args), role="database")
     try:
         target = _rules_target(args)
         try:
@@ -219,14 +249,17 @@ def cmd_check_rules(args) -> int:
 def _rules_target(args):
     """Where check-rules proves the fragments immutable: --target, else TARGET_* (staging); None
     when neither is given."""
+    from dbsync.settings import TargetDatabaseSettings
+
     if args.target:
-        return connect(args.target, role="target")
+        return _connect(args.target, role="target")
     settings = TargetDatabaseSettings.load()
-    return settings.connect(role="target") if settings.configured else None
+    return settings.connect(role="target", lock_timeout=_lock_timeout()) if settings.configured else None
 
 
 def _print_rules_report(report: dict) -> None:
-    print(_table(report["columns"], [("table", "table"), ("column", "column"), ("rule", "rule")]))
+    print(_table(report["columns"], [("table", "table"), ("column", "column"), ("rule", "rule"),
+                                      ("flagged_by", "flagged by")]))
     if report["fragments"]:
         rows = [dict(f, column=f["column"] or "where:") for f in report["fragments"]]
         print()
@@ -245,10 +278,14 @@ def _print_rules_report(report: dict) -> None:
 
 def cmd_mask(args) -> int:
     """The rules applied in place, in one transaction (a restored snapshot of prod)."""
-    from dbsync.masking.check import mask_database
+    from dbsync.masking.service import mask_database
+    from dbsync.settings import SourceDatabaseSettings
 
-    settings = SyncSettings.load(sync_rules_file=args.rules)
-    result = mask_database(_dsn(args), _rules_required(settings), settings.masking_key(), dry_run=args.dry_run)
+    settings = _settings(sync_rules_file=args.rules)
+    source = SourceDatabaseSettings.load()
+    result = mask_database(_dsn(args), _rules_required(settings), settings.masking_key(), dry_run=args.dry_run,
+                           allowlist=settings.sync_target_allowlist, source=source if source.configured else None,
+                           lock_timeout=settings.lock_timeout)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -330,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=cmd_mask)
 
+    _add_debug(parser)
     return parser
 
 
@@ -367,9 +405,7 @@ def _bug(args, exc: Exception) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()  # the one deadline a command's budget counts from
-    parser = build_parser()
-    _add_debug(parser)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     args.started = started
     with interrupt.handling_signals():
         try:

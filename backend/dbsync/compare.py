@@ -6,19 +6,12 @@ creates tables, so it refuses on any difference that would lose data before writ
 
 from __future__ import annotations
 
-import re
-
 from dbsync.catalog import Table
+from dbsync.errors import shown_name
 
 _INT_RANK = {"smallint": 1, "integer": 2, "bigint": 3}
-_PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
 # OIDs below this are the server's own (built-in) objects, identical in every database.
 FIRST_USER_OID = 16384
-
-
-def quote_ident(name: str) -> str:
-    """Names in messages: quoted when they are not plain lower-case identifiers."""
-    return name if _PLAIN.fullmatch(name) else '"' + name.replace('"', '""') + '"'
 
 
 def type_compatible(source_type: str, target_type: str) -> bool:
@@ -56,7 +49,7 @@ def schema_differences(src: Table, tgt: Table | None) -> list[str]:
     problems = []
     for col in src.columns.values():
         other = tgt.columns.get(col.name)
-        name = f"{src.label}.{quote_ident(col.name)}"
+        name = f"{src.label}.{shown_name(col.name)}"
         if other is None:
             problems.append(f"column {name} is missing on the target")
         elif bool(col.generated) != bool(other.generated):
@@ -66,7 +59,7 @@ def schema_differences(src: Table, tgt: Table | None) -> list[str]:
     for other in tgt.columns.values():
         if (other.name not in src.columns and other.not_null and other.default is None
                 and not other.identity and not other.generated):
-            problems.append(f"column {src.label}.{quote_ident(other.name)} exists only on the target and is"
+            problems.append(f"column {src.label}.{shown_name(other.name)} exists only on the target and is"
                             " NOT NULL without a default")
     return problems
 

@@ -15,13 +15,9 @@ DEFAULT_LOCK_TIMEOUT = "10s"
 _TIMEOUT_RE = re.compile(r"^\s*\d+\s*(us|ms|s|min|h|d)?\s*$")
 
 
-def lock_timeout_setting(value: str | None = None) -> str:
-    """`value` checked as PostgreSQL's lock_timeout (`10s`, `500ms`, `2min`; `0` disables);
-    None: the LOCK_TIMEOUT setting (dbsync.settings, which checks it with this function)."""
-    if value is None:
-        from dbsync.settings import SharedSettings  # it imports this module
-
-        return SharedSettings.load().lock_timeout
+def lock_timeout_setting(value: str) -> str:
+    """`value` checked as PostgreSQL's lock_timeout (`10s`, `500ms`, `2min`; `0` disables): the
+    LOCK_TIMEOUT setting is checked with this (dbsync.settings), and so is what a caller passes."""
     value = value.strip()
     if not _TIMEOUT_RE.match(value):
         raise DbSyncError(f"LOCK_TIMEOUT={value!r} is not a duration such as 10s, 500ms or 2min")
@@ -57,7 +53,7 @@ class Connection(psycopg2.extensions.connection):
         return f"<dbsync connection {describe_dsn(self.dsn)}, closed: {self.closed}>"
 
 
-def connect(dsn: str, *, role: str = "database", lock_timeout: str | None = None,
+def connect(dsn: str, *, role: str = "database", lock_timeout: str = DEFAULT_LOCK_TIMEOUT,
             application_name: str = "db-sync", connect_timeout: int = 10, options: str | None = None,
             params: dict | None = None):
     """Open a connection or raise DbSyncError naming `role` (source/target/database) and where.

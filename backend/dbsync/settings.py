@@ -254,7 +254,14 @@ class SyncSettings(SharedSettings):
     def masking_key(self):
         """The masking key (dbsync.masking.key.MaskingKey): SYNC_MASKING_KEY, or read from the
         SYNC_MASKING_KEY_SECRET_ARN secret; None when neither is set."""
-        from dbsync.masking.key import key_from
+        from dbsync.masking.key import MAKE_ONE, MaskingKeyError, key_from
+        from dbsync.secrets import fetch_secret
 
-        text = self.sync_masking_key.get_secret_value() if self.sync_masking_key is not None else None
-        return key_from(text, self.sync_masking_key_secret_arn)
+        if self.sync_masking_key is not None:
+            return key_from(self.sync_masking_key.get_secret_value())
+        if self.sync_masking_key_secret_arn is None:
+            return None
+        text = fetch_secret(self.sync_masking_key_secret_arn)
+        if not text.strip():
+            raise MaskingKeyError(f"secret {self.sync_masking_key_secret_arn} (the masking key) is empty: {MAKE_ONE}")
+        return key_from(text)

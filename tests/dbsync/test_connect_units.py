@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dbsync.connect import DEFAULT_LOCK_TIMEOUT, describe_dsn, lock_timeout_setting
+from dbsync.connect import describe_dsn, lock_timeout_setting
 from dbsync.errors import DbSyncError
 
 PASSWORD = "hunter2-Pa55"
@@ -44,13 +44,3 @@ def test_lock_timeout_setting_accepts_postgres_durations(value, setting):
 def test_lock_timeout_setting_refuses_anything_else(value):
     with pytest.raises(DbSyncError, match=r"^LOCK_TIMEOUT=.* is not a duration such as 10s, 500ms or 2min$"):
         lock_timeout_setting(value)
-
-
-def test_lock_timeout_setting_reads_the_environment_then_the_default(monkeypatch):
-    monkeypatch.setenv("LOCK_TIMEOUT", " 750ms ")
-    assert lock_timeout_setting() == "750ms"
-    assert lock_timeout_setting("3s") == "3s"  # an explicit value wins
-    monkeypatch.setenv("LOCK_TIMEOUT", "")
-    assert lock_timeout_setting() == DEFAULT_LOCK_TIMEOUT == "10s"
-    monkeypatch.delenv("LOCK_TIMEOUT")
-    assert lock_timeout_setting() == "10s"

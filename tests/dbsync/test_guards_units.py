@@ -7,15 +7,8 @@ import pytest
 
 from dbsync.catalog.privileges import describe_lock_table, lock_backends, lock_table_entries
 from dbsync.errors import DbSyncError
-from dbsync.sync.guards import (
-    LOCK_HEADROOM,
-    ServerIdentity,
-    is_loopback,
-    locks_per_transaction_for,
-    parse_allowlist,
-    same_database,
-    target_allowed,
-)
+from dbsync.safety import ServerIdentity, is_loopback, parse_allowlist, same_database, target_allowed
+from dbsync.sync.guards import LOCK_HEADROOM, locks_per_transaction_for
 
 
 @pytest.mark.parametrize("text", [None, "", "   ", ",", " , ,"])

@@ -309,8 +309,7 @@ def test_lock_timeout_gives_an_error_not_a_hang(db, db_dsn, connect_db, monkeypa
     blocker = connect_db(db_dsn)
     with blocker.cursor() as cur:
         cur.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
-    monkeypatch.setenv("LOCK_TIMEOUT", "200ms")
-    rows = reset_sequences(db)
+    rows = reset_sequences(db, lock_timeout="200ms")
     assert "lock timeout (200ms)" in by_table(rows, "busy")["error"]
     assert by_table(rows, "idle")["action"] == "reset"
     blocker.rollback()
@@ -554,8 +553,7 @@ def test_a_failed_change_does_not_undo_the_ones_before_it(db, db_dsn, connect_db
     reader = connect_db(db_dsn)
     with reader.cursor() as cur:
         cur.execute("SELECT * FROM b")  # an open transaction: ALTER TABLE b must wait for it
-    monkeypatch.setenv("LOCK_TIMEOUT", "300ms")
-    rows = reset_sequences(db)
+    rows = reset_sequences(db, lock_timeout="300ms")
     reader.rollback()
     assert by_table(rows, "a")["action"] == "default_restored"
     assert "lock timeout" in by_table(rows, "b")["error"]
@@ -626,8 +624,7 @@ def test_reads_shared_with_a_second_connection_give_the_same_answers(db, db_dsn,
     blocker = connect_db(db_dsn)
     with blocker.cursor() as cur:
         cur.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
-    monkeypatch.setenv("LOCK_TIMEOUT", "200ms")
-    rows = reset_sequences(db)
+    rows = reset_sequences(db, lock_timeout="200ms")
     blocker.rollback()
     assert {r["value"] for r in rows if r["sequence"] == "public.shared_ids"} == {76}
     assert all(by_table(rows, f"p{i}")["value"] == i + 2 for i in range(8))

@@ -169,8 +169,7 @@ def test_the_old_sync_signature_is_still_flagged_and_repaired_even_when_cut_shor
     blocker = connect_db(staging)
     with blocker.cursor() as cur:
         cur.execute("LOCK TABLE books IN ACCESS EXCLUSIVE MODE")
-    monkeypatch.setenv("LOCK_TIMEOUT", "200ms")
-    first = {r["table"]: r["action"] for r in reset_sequences(connect_db(staging))}
+    first = {r["table"]: r["action"] for r in reset_sequences(connect_db(staging), lock_timeout="200ms")}
     blocker.rollback()
     assert first == {"users": "sequence_created", "authors": "sequence_created", "reviews": "sequence_created",
                      "books": "error"}

@@ -305,22 +305,28 @@ def test_target_not_in_allowlist_is_refused_and_listed_one_allowed(pg_server, pr
     assert sync_databases(prod_dsn, staging_dsn, allowlist=staging_name)["validation"]["ok"]
 
 
-def test_allowlist_from_environment(monkeypatch, prod_and_staging):
+def test_allowlist_from_the_caller_and_from_the_environment_at_the_edge(monkeypatch, prod_and_staging, capsys):
+    """The engine takes the allow-list it is given; the CLI gives it SYNC_TARGET_ALLOWLIST."""
+    from dbsync.cli import main
+
     prod_dsn, staging_dsn = prod_and_staging
+    with pytest.raises(DbSyncError, match="SYNC_TARGET_ALLOWLIST.*add the entry"):
+        sync_databases(prod_dsn, staging_dsn, allowlist="staging.internal/staging")
     monkeypatch.setenv("SYNC_TARGET_ALLOWLIST", "staging.internal/staging")
-    with pytest.raises(DbSyncError, match="SYNC_TARGET_ALLOWLIST"):
-        sync_databases(prod_dsn, staging_dsn)
+    sync_databases(prod_dsn, staging_dsn)  # the engine reads no environment: local, so allowed
+    assert main(["sync", "--source", prod_dsn, "--target", staging_dsn]) == 2
+    assert "not in SYNC_TARGET_ALLOWLIST" in capsys.readouterr().err
 
 
 def test_lock_timeout_on_a_busy_target_fails_cleanly(prod_and_staging, connect_db, monkeypatch):
     prod_dsn, staging_dsn = prod_and_staging
-    monkeypatch.setenv("LOCK_TIMEOUT", "300ms")
     before = snapshot(staging_dsn)
     reader = connect_db(staging_dsn)
     with reader.cursor() as cur:
         cur.execute("SELECT count(*) FROM reviews")  # an open transaction holding a lock on reviews
-    with pytest.raises(DbSyncError, match=r"timed out waiting for a lock on the target .*LOCK_TIMEOUT"):
-        sync_databases(prod_dsn, staging_dsn)
+    with pytest.raises(DbSyncError, match=r"timed out waiting for a lock on the target .*LOCK_TIMEOUT") as caught:
+        sync_databases(prod_dsn, staging_dsn, lock_timeout="300ms")
+    assert (caught.value.sqlstate, caught.value.side, caught.value.kind) == ("55P03", "target", "lock_not_available")
     reader.rollback()
     assert snapshot(staging_dsn) == before
 

@@ -13,7 +13,7 @@ import pytest
 from dbsync.errors import DbSyncError
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import load_rules
-from dbsync.sync import delta, sync_databases
+from dbsync.sync import apply, delta, sync_databases
 from localdev.oldsync import replicate_like_old_sync_dsn
 from localdev.sampledata import build_prod
 from tests.support.db import execute
@@ -258,6 +258,6 @@ def test_a_delete_the_apply_missed_fails_the_count_check(make_db, monkeypatch):
     staging = staging_of(make_db, prod)
     sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY, incremental=True)
     execute(prod, *SPARSE_PROD_CHANGES)
-    monkeypatch.setattr(delta, "delete_gone", lambda run, unit, key, i: 0)
+    monkeypatch.setattr(apply, "delete_gone", lambda run, unit, key, i: 0)
     with pytest.raises(DbSyncError, match="row counts differ"):
         sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY, incremental=True)

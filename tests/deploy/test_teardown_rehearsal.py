@@ -74,7 +74,7 @@ def test_no_file_names_the_route_afterwards(torn):
                  for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1) if TRACES.search(line)]
     assert leftovers == []
     assert "teardown-admin-route" not in (dst / "Makefile").read_text()
-    assert not (dst / "scripts").exists()
+    assert not (dst / "scripts" / "teardown_admin_route.py").exists()
 
 
 PROBE = """

@@ -37,7 +37,6 @@ from collections.abc import Iterable
 import psycopg2
 
 from dbsync.catalog import TableKey
-from dbsync.catalog import sequences as seqcat
 from dbsync.errors import DbSyncError
 from dbsync.results import ACTIONS, SequenceResult
 from dbsync.sequences.apply import apply
@@ -46,7 +45,7 @@ from dbsync.sequences.names import serial_name
 from dbsync.sequences.plan import EnginePlan, plan, unverifiable_result
 from dbsync.sequences.session import EngineSession
 
-__all__ = ["ACTIONS", "check_report", "check_sequences", "plan_sequences", "read_positions", "reset_sequences",
+__all__ = ["ACTIONS", "check_report", "check_sequences", "plan_sequences", "reset_sequences",
            "serial_name"]
 
 
@@ -60,26 +59,28 @@ def _results(planned: EnginePlan) -> list[SequenceResult]:
 def plan_sequences(conn, *, schemas: list[str] | None = None, tables: Iterable[TableKey] | None = None,
                    exact: bool = False, create_missing: bool | None = None,
                    positions: dict[str, int] | None = None, in_transaction: bool | None = None,
-                   restore_defaults: bool = True) -> list[SequenceResult]:
+                   restore_defaults: bool = True, lock_timeout: str | None = None) -> list[SequenceResult]:
     """What reset_sequences would do, changing nothing."""
     return reset_sequences(conn, dry_run=True, schemas=schemas, tables=tables, exact=exact,
                            create_missing=create_missing, positions=positions, in_transaction=in_transaction,
-                           restore_defaults=restore_defaults)
+                           restore_defaults=restore_defaults, lock_timeout=lock_timeout)
 
 
 def reset_sequences(conn, *, dry_run: bool = False, schemas: list[str] | None = None,
                     tables: Iterable[TableKey] | None = None, exact: bool = False,
                     create_missing: bool | None = None, positions: dict[str, int] | None = None,
-                    in_transaction: bool | None = None, restore_defaults: bool = True) -> list[SequenceResult]:
+                    in_transaction: bool | None = None, restore_defaults: bool = True,
+                    lock_timeout: str | None = None) -> list[SequenceResult]:
     """Repair every sequence-fed column; one result per column (see the module docstring).
 
     `schemas` / `tables` ((schema, table) pairs) limit the work to the sequences feeding those
     tables (each with every column it feeds). in_transaction=None detects the mode: a connection
     inside a transaction is the caller's transaction (nothing is committed, sequences move
     transactionally); an idle one is standalone. create_missing and restore_defaults: see the
-    module docstring.
+    module docstring. `lock_timeout`: how long to wait for a busy table (None: the connection's
+    own, or 10s where it would wait forever).
     """
-    session = EngineSession(conn, in_transaction)
+    session = EngineSession(conn, in_transaction, lock_timeout)
     try:
         planned = plan(session, schemas=schemas, tables=None if tables is None else set(tables), exact=exact,
                        create_missing=create_missing, positions=positions, restore_defaults=restore_defaults)
@@ -95,20 +96,3 @@ def reset_sequences(conn, *, dry_run: bool = False, schemas: list[str] | None = 
     finally:
         session.close()
 
-
-def read_positions(conn, *, schemas: list[str] | None = None, tables: Iterable[TableKey] | None = None,
-                   in_transaction: bool | None = None) -> dict[str, int]:
-    """The next value of each sequence feeding a column (of `tables`, if given), keyed like the
-    results' `sequence`: what the sync passes back as `positions`. Runs in the caller's
-    transaction if there is one (the sync's source snapshot)."""
-    session = EngineSession(conn, in_transaction)
-    try:
-        feeds = seqcat.read_feeds(session.cur, schemas, None if tables is None else set(tables))
-        sequences = list({f.sequence.oid: f.sequence for f in feeds}.values())
-        unreadable = [s.label for s in sequences if not s.can_read]
-        if unreadable:
-            raise DbSyncError(f"needs SELECT on sequence(s) {', '.join(unreadable[:5])}")
-        positions = seqcat.read_positions(session.cur, sequences)
-        return {label: value for label, value in positions.items() if value is not None}
-    finally:
-        session.close()

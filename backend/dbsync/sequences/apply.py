@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
+from dbsync import sqltext
 from dbsync.catalog import qualified
 from dbsync.catalog.privileges import current_user
 from dbsync.catalog.sequences import CREATED_MARK
@@ -23,7 +24,7 @@ def _ddl_for(it: PlanItem, me: str) -> list[sql.Composable]:
     table = qualified(f.schema, f.table)
     stmts: list[sql.Composable] = []
     if it.action == "sequence_created":
-        stmts.append(sql.SQL("CREATE SEQUENCE {} AS {}").format(seq.ident, sql.SQL(seq.type)))
+        stmts.append(sql.SQL("CREATE SEQUENCE {} AS {}").format(seq.ident, sqltext.type_name(seq.type)))
         # So a later run still sees the old sync's database once some keys are repaired.
         stmts.append(sql.SQL("COMMENT ON SEQUENCE {} IS {}").format(seq.ident, sql.Literal(CREATED_MARK)))
         if it.create.table_owner != me:

@@ -112,7 +112,8 @@ def _unfed_against_source(session: EngineSession, prod: dict, schemas) -> list[S
     return problems
 
 
-def check_report(conn, *, schemas: list[str] | None = None, source=None) -> SequenceCheck:
+def check_report(conn, *, schemas: list[str] | None = None, source=None,
+                 lock_timeout: str | None = None) -> SequenceCheck:
     """Columns whose next INSERT would fail or collide with existing rows (including an INSERT by
     a role that may write the table but may not use its sequence), and the integer keys nothing
     feeds. Changes nothing.
@@ -122,7 +123,7 @@ def check_report(conn, *, schemas: list[str] | None = None, source=None) -> Sequ
     prod), prod decides: a column is a problem when prod feeds it and staging does not, or when
     staging's sequence is behind its data; nothing is unverifiable."""
     prod = None if source is None else source_levels(source, schemas)
-    session = EngineSession(conn, None)
+    session = EngineSession(conn, None, lock_timeout)
     try:
         planned = plan(session, schemas=schemas, tables=None, exact=False, positions=None,
                        create_missing=None if prod is None else False, restore_defaults=prod is None)
@@ -145,6 +146,7 @@ def check_report(conn, *, schemas: list[str] | None = None, source=None) -> Sequ
         session.close()
 
 
-def check_sequences(conn, *, schemas: list[str] | None = None, source=None) -> list[SequenceProblem]:
+def check_sequences(conn, *, schemas: list[str] | None = None, source=None,
+                    lock_timeout: str | None = None) -> list[SequenceProblem]:
     """check_report's problems: [] when all is well."""
-    return check_report(conn, schemas=schemas, source=source)["problems"]
+    return check_report(conn, schemas=schemas, source=source, lock_timeout=lock_timeout)["problems"]

@@ -76,7 +76,7 @@ class SequencePlan:
 # -- reading what the decision needs ---------------------------------------------------------------
 
 def _extreme_expression(sp: SequencePlan, f: Feed) -> sql.Composable:
-    agg = sql.SQL("max" if sp.ascending else "min")
+    agg = sql.SQL("max") if sp.ascending else sql.SQL("min")
     if f.base_type not in UNBOUNDED_TYPES:
         return sql.SQL("{}({})").format(agg, sql.Identifier(f.column))
     # NaN, ±Infinity and values beyond bigint can never collide with a sequence value.

@@ -15,7 +15,7 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from dbsync.catalog.privileges import lock_capacity
-from dbsync.connect import lock_timeout_setting
+from dbsync.connect import DEFAULT_LOCK_TIMEOUT, lock_timeout_setting
 from dbsync.errors import LOCK_NOT_AVAILABLE, DbSyncError, pg_message
 
 # Statements per round trip when reading extremes or sequence states: large enough to make 10,000
@@ -25,7 +25,7 @@ MAX_PER_QUERY = 1000
 
 class StepError(str):
     """An engine step's failure: the message its column reports, and the SQLSTATE behind it that
-    code branches on (a lock timeout is retried one by one, and is a 503 in the admin route)."""
+    code branches on (a lock timeout is retried one by one, and callers may answer it with a retry)."""
 
     sqlstate: str | None
 
@@ -38,7 +38,9 @@ PARALLEL_MIN_ITEMS = 2000
 
 
 class EngineSession:
-    def __init__(self, conn, in_transaction: bool | None):
+    def __init__(self, conn, in_transaction: bool | None, lock_timeout: str | None = None):
+        """`lock_timeout`: how long to wait for a busy table (checked as LOCK_TIMEOUT is); None keeps
+        the connection's own, or DEFAULT_LOCK_TIMEOUT where it would wait forever."""
         self.conn = conn
         status = conn.info.transaction_status
         if status == psycopg2.extensions.TRANSACTION_STATUS_INERROR:
@@ -57,8 +59,10 @@ class EngineSession:
         # Row-level security would make max() see only some rows and the sequence land among the
         # rest; off, a query it would filter fails instead, and that column reports the error.
         self._set("row_security", "off")
-        if self._saved["lock_timeout"] in ("0", "0ms"):
-            self._set("lock_timeout", lock_timeout_setting())
+        if lock_timeout is not None:
+            self._set("lock_timeout", lock_timeout_setting(lock_timeout))
+        elif self._saved["lock_timeout"] in ("0", "0ms"):
+            self._set("lock_timeout", DEFAULT_LOCK_TIMEOUT)
         # After a batch times out, its items are retried one by one with at most a second's wait
         # each: one busy table must not cost LOCK_TIMEOUT twice (the API answers within 30 s).
         self.cur.execute("SELECT current_setting('lock_timeout'), (extract(epoch FROM least("

@@ -1,8 +1,8 @@
 """sync_databases(): a consistent, atomic copy of the source's tables into the target.
 
-The pipeline is in the file names: `sessions` (the two connections and their settings),
-`guards` (what is checked before anything is written), `plan` (which tables, which columns,
-which COPY format), `setaside` (triggers, foreign keys and indexes put aside for the load),
+The pipeline is in the file names: `guards` (what is checked before anything is written, beside
+dbsync.safety, which keeps every write away from prod), `plan` (which tables, which columns, which
+COPY format), `setaside` (triggers, foreign keys and indexes put aside for the load),
 `copy` (one table streamed from COPY TO into COPY FROM), `validate` (row counts), then the
 sequence repair (dbsync.align and the engine); `phases` lists them in order and `run` holds the
 state of one run and turns any failure into one line.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from dbsync.connect import DEFAULT_LOCK_TIMEOUT
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import Rules
 from dbsync.results import SyncReport
@@ -27,11 +28,14 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
                    progress: Progress | None = None, allowlist: str | None = None,
                    binary: bool = True, rebuild_indexes: bool = True, rules: Rules | None = None,
                    masking_key: MaskingKey | None = None, max_seconds: float | None = None,
-                   deadline: Deadline | None = None, incremental: bool = False) -> SyncReport:
+                   deadline: Deadline | None = None, incremental: bool = False,
+                   lock_timeout: str = DEFAULT_LOCK_TIMEOUT) -> SyncReport:
     """Copy the source's tables (all, or `tables`) into the target; return the report.
 
-    `source_dsn` / `target_dsn`: libpq URLs or DSNs, or dbsync.settings.DatabaseSettings. `allowlist`
-    overrides SYNC_TARGET_ALLOWLIST. `binary` / `rebuild_indexes` exist to measure their effect.
+    `source_dsn` / `target_dsn`: libpq URLs or DSNs, or dbsync.settings.DatabaseSettings. `allowlist`:
+    the allowed targets as SYNC_TARGET_ALLOWLIST writes them (None: only a local one). `lock_timeout`:
+    how long to wait for a busy table, as LOCK_TIMEOUT writes it. The engine reads no setting itself:
+    the CLI and the Lambda pass what the environment says. `binary` / `rebuild_indexes` exist to measure their effect.
     `rules` (dbsync.masking.rules.load_rules) mask personal data inside the source's COPY; keyed
     strategies need `masking_key` (dbsync.masking.key). `deadline`: the time budget — the sync
     stops itself before it, rolled back (dbsync.sync.budget); an entry point makes it once, where
@@ -43,7 +47,8 @@ def sync_databases(source_dsn, target_dsn, *, tables: Iterable[str] | None = Non
         deadline = Deadline.after(max_seconds)
     options = SyncOptions(tables=None if tables is None else list(tables), dry_run=dry_run, allowlist=allowlist,
                           binary=binary, rebuild_indexes=rebuild_indexes, progress=progress, rules=rules,
-                          masking_key=masking_key, deadline=deadline, incremental=incremental)
+                          masking_key=masking_key, deadline=deadline, incremental=incremental,
+                          lock_timeout=lock_timeout)
     try:
         return execute(SyncRun(source_dsn, target_dsn, options), PHASES)
     except DeltaConflict as conflict:

@@ -13,36 +13,36 @@ import time
 import psycopg2
 from psycopg2 import sql
 
-from dbsync import align
+from dbsync import align, safety
 from dbsync.catalog import read_catalog
 from dbsync.catalog import sequences as seqcat
 from dbsync.catalog.relations import relation_bytes
 from dbsync.errors import DbSyncError, pg_message
+from dbsync.masking import binding as masking
 from dbsync.masking import immutable
-from dbsync.masking import plan as masking
 from dbsync.results import MaskingReport, TableCopied, TablePlanned
 from dbsync.sequences import reset_sequences
-from dbsync.sync import budget, changes, delta, guards, setaside, validate
+from dbsync.sessions import open_session
+from dbsync.sync import apply, budget, delta, guards, record, setaside, validate
 from dbsync.sync.copy import CopyResult, stream_copy
-from dbsync.sync.plan import plan_units
 from dbsync.sync.run import Phase, SyncRun
-from dbsync.sync.sessions import open_session
+from dbsync.sync.units import plan_units
 
 
 def connect(run: SyncRun) -> None:
     """The target first, and only if it is allowed; then the source in its snapshot; never the
     same database twice; one sync per target at a time."""
-    run.target = open_session(run.target_endpoint, "target")
-    guards.check_target_allowed(run.target, run.options.allowlist)
+    run.target = open_session(run.target_endpoint, "target", lock_timeout=run.options.lock_timeout)
+    safety.check_target_allowed(run.target, run.options.allowlist)
     # Every transaction of the source session read-only from its first statement, not only the
     # snapshot's: nothing a fragment could do after a COMMIT may write to prod.
     key = run.options.masking_key
     options = " ".join(filter(None, ("-c default_transaction_read_only=on", key and key.startup_options())))
-    run.source = open_session(run.source_endpoint, "source", options=options)
+    run.source = open_session(run.source_endpoint, "source", options=options, lock_timeout=run.options.lock_timeout)
     # One snapshot for every table; READ ONLY makes the server itself refuse any write.
     run.source.set_session(isolation_level="REPEATABLE READ", readonly=True)
-    guards.check_not_same_database(run.source, run.target)
-    guards.take_sync_lock(run.target)
+    safety.check_not_same_database(run.source, run.target)
+    safety.take_sync_lock(run.target)
 
 
 def read_catalogs(run: SyncRun) -> None:
@@ -95,7 +95,7 @@ def check_guards(run: SyncRun) -> None:
     guards.check_lock_budget(run.source, source_oids, side="source")
 
 
-def read_positions(run: SyncRun) -> None:
+def source_positions(run: SyncRun) -> None:
     """The source's sequence positions, in its snapshot: where the target's sequences go."""
     sequences = _source_sequences(run)
     unreadable = [s.label for s in sequences if not s.can_read]
@@ -130,26 +130,26 @@ def incremental(run: SyncRun) -> None:
         for unit, _ in candidates:
             cur.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(unit.target.ident))
     run.set_aside.triggers += setaside.disable_user_triggers(run.target, [u.target.oid for u, _ in candidates])
-    state = changes.read_state(run)
+    state = record.read_state(run.source, run.target)
     for i, (unit, key) in enumerate(candidates):
         run.doing = f"comparing {unit.label}"
         run.check_budget()
         last = state.get(unit.label)
-        if last is not None and last.fingerprint == changes.fingerprint(run, unit):
-            unit.compared = _decide(unit, delta.diff_recent(run, unit, key, i, last), "since the last sync")
+        if last is not None and last.fingerprint == record.fingerprint(run.source, unit, run.options.masking_key):
+            unit.compared = _decide(unit, delta.diff_recent(run.link, unit, key, i, last), "since the last sync")
         else:
             unit.compared = _choose(run, unit, key, i)
         if unit.mode == "delta":
             run.doing = f"reading the changed rows of {unit.label}"
-            delta.fetch_changed(run, unit, key, i)
+            delta.fetch_changed(run.link, unit, key, i)
 
 
 def _choose(run: SyncRun, unit, key, i) -> delta.Delta | None:
-    sampled = delta.sample_fraction(run, unit, key)
+    sampled = delta.sample_fraction(run.link, unit, key)
     if sampled is not None and sampled > delta.AUTO_FULL_FRACTION:
         unit.reason = f"about {sampled:.0%} of its rows differ (a sample): a full copy is cheaper"
         return None
-    return _decide(unit, delta.diff(run, unit, key, i), "by digest")
+    return _decide(unit, delta.diff(run.link, unit, key, i), "by digest")
 
 
 def _decide(unit, found: delta.Delta, how: str) -> delta.Delta:
@@ -165,19 +165,19 @@ def _decide(unit, found: delta.Delta, how: str) -> delta.Delta:
 
 def apply_deltas(run: SyncRun) -> None:
     """What `incremental` found, applied in place: upserts parents first, then deletes children
-    first, by the components of the foreign keys among the tables applied (delta.components).
+    first, by the components of the foreign keys among the tables applied (apply.components).
     After `set_aside`, so the foreign keys between these tables and those copied in full are
     already set aside (and validated when re-added); the rest hold throughout. Not under a
     savepoint: rows a subtransaction writes carry its own, later xid, which the next sync would
-    take for staging's own writes (dbsync.sync.changes). A delta that breaks a constraint (a
+    take for staging's own writes (dbsync.sync.record). A delta that breaks a constraint (a
     unique value moving between rows) fails the run instead, and sync_databases runs it again as a
     full sync."""
     kept = [u for u in run.units if u.compared is not None and u.mode != "full"]
     if not kept:
         return
     references = {k: v.references for k, v in run.target_catalog.keys.items()}
-    groups = delta.components([u for u in kept if u.mode == "delta"], references)
-    with delta.probing(run.target):
+    groups = apply.components([u for u in kept if u.mode == "delta"], references)
+    with apply.probing(run.target):
         for group in groups:
             _apply_group(run, group, "applying the changes to", _upsert_group, references)
         for group in reversed(groups):
@@ -186,7 +186,7 @@ def apply_deltas(run: SyncRun) -> None:
         for unit in kept:
             found = unit.compared
             if unit.mode == "delta" and found.gone:
-                found.deleted = found.gone - delta.still_there(run, unit, found.key, found.slot)
+                found.deleted = found.gone - apply.still_there(run.target, unit, found.key, found.slot)
             _report_delta(run, unit, found)
 
 
@@ -207,7 +207,7 @@ def _check_deferred(run: SyncRun) -> None:
 def _apply_group(run: SyncRun, group: list, doing: str, step, references: dict) -> None:
     run.doing = f"{doing} {', '.join(u.label for u in group)}"
     try:
-        step(run, [(u, u.compared.key, u.compared.slot) for u in group], delta.cyclic(group, references))
+        step(run, [(u, u.compared.key, u.compared.slot) for u in group], apply.cyclic(group, references))
     except psycopg2.IntegrityError as exc:
         # The server's error names its table; in a cycle applied together that tells which one.
         named = (exc.diag.schema_name, exc.diag.table_name)
@@ -217,16 +217,16 @@ def _apply_group(run: SyncRun, group: list, doing: str, step, references: dict) 
 
 
 def _upsert_group(run: SyncRun, members: list, together: bool) -> None:
-    inserted = delta.upsert_together(run, members) if together else [delta.upsert(run, *members[0])]
+    inserted = apply.upsert_together(run.target, members) if together else [apply.upsert(run.target, *members[0])]
     for (unit, _, _), n in zip(members, inserted, strict=True):
         unit.compared.inserted = n
 
 
 def _delete_group(run: SyncRun, members: list, together: bool) -> None:
     if together:
-        delta.delete_together(run, members)
+        apply.delete_together(run.target, members)
     else:
-        delta.delete_gone(run, *members[0])
+        apply.delete_gone(run.target, *members[0])
 
 
 def _report_delta(run: SyncRun, unit, found: delta.Delta) -> None:
@@ -326,8 +326,9 @@ def repair_sequences(run: SyncRun) -> None:
 
 
 def commit(run: SyncRun) -> None:
-    # What this sync saw, per table, for the next incremental one (dbsync.sync.changes).
-    problem = changes.write_state(run, run.units)
+    # What this sync saw, per table, for the next incremental one (dbsync.sync.record).
+    problem = record.write_state(run.source, run.target, run.units, create=run.options.incremental,
+                                 key=run.options.masking_key)
     if problem:
         run.report.setdefault("warnings", []).append(problem)
     run.target.commit()
@@ -341,7 +342,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("plan", "planning the copy", plan),
     Phase("masking", "checking the masking rules", mask),
     Phase("guards", "checking what the sync needs", check_guards),
-    Phase("positions", "reading the source's sequence positions", read_positions),
+    Phase("positions", "reading the source's sequence positions", source_positions),
     # ---- writes start here; everything below is one target transaction ----
     Phase("incremental", "comparing the tables", incremental, writes=True),
     # Set aside before the TRUNCATE: a foreign key from a table the incremental sync kept would

@@ -23,7 +23,8 @@ from psycopg2 import sql
 
 from dbsync.sync.budget import BudgetExceeded
 from dbsync.sync.copy import SourceCopyError
-from dbsync.sync.plan import Unit
+from dbsync.sync.link import Link
+from dbsync.sync.units import Unit
 
 # Keys per range, about: few enough that a range holding one change holds few keys, many enough
 # that the summaries stay a small fraction of the keys.
@@ -79,13 +80,13 @@ _BOUNDS = sql.SQL("SELECT min({k})::numeric, max({k})::numeric,"
                   " (SELECT reltuples FROM pg_class WHERE oid = {oid}) FROM {t}")
 
 
-def plan_ranges(run, unit: Unit, key: tuple[str, ...], *, from_: sql.Composable) -> Ranges | None:
+def plan_ranges(link: Link, unit: Unit, key: tuple[str, ...], *, from_: sql.Composable) -> Ranges | None:
     """Ranges of about RANGE_ROWS keys, from the leading column's bounds (an index's two ends)
     and the table's estimated rows; None when the leading column is not an integer."""
     column = key[0]
     if unit.source.columns[column].type not in _INTEGERS:
         return None
-    with run.source.cursor() as cur:
+    with link.source.cursor() as cur:
         cur.execute(_BOUNDS.format(k=sql.Identifier(column), oid=sql.Literal(unit.source.oid), t=from_))
         low, high, estimate = cur.fetchone()
     if low is None:
@@ -119,7 +120,7 @@ class Side:
     recent: sql.Composable
 
 
-def summarise(run, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier], prod: Side,
+def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier], prod: Side,
               staging: Side) -> tuple[int, int]:
     """Both summaries into temporary tables on staging (`names`: prod's, staging's), computed
     by the two servers at the same time; returns prod's (recent rows, rows) and keeps the number
@@ -128,30 +129,30 @@ def summarise(run, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier],
     copy_out = sql.SQL("COPY ({}) TO STDOUT").format(
         _SUMMARY.format(b=ranges.of(), h=prod.hash, recent=prod.recent, t=prod.table, where=prod.where))
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
-        reading = _read_in_background(run, copy_out, spool)
-        with run.target.cursor() as cur:
+        reading = _read_in_background(link, copy_out, spool)
+        with link.target.cursor() as cur:
             cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
                 b=ranges.of("s"), h=staging.hash, recent=staging.recent, t=sql.SQL("{} s").format(staging.table),
                 where=staging.where)))
         reading()
         spool.seek(0)
-        with run.target.cursor() as cur:
+        with link.target.cursor() as cur:
             cur.execute(_SUMMARY_TABLE.format(prod_name))
-            cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(prod_name).as_string(run.target), spool)
+            cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(prod_name).as_string(link.target), spool)
             cur.execute(_TOTALS.format(staging_name, prod_name))
             ranges.count, n_recent, total, ranges.target_rows = cur.fetchone()
     return int(n_recent), int(total)
 
 
-def _read_in_background(run, copy_out: sql.Composable, spool):
+def _read_in_background(link: Link, copy_out: sql.Composable, spool):
     """Start prod's COPY into `spool` in a thread; the returned function waits for it (within
     the time budget, cancelling prod's statement past it) and raises what it raised."""
     outcome: dict = {}
 
     def read():
         try:
-            with run.source.cursor() as cur:
-                cur.copy_expert(copy_out.as_string(run.source), spool)
+            with link.source.cursor() as cur:
+                cur.copy_expert(copy_out.as_string(link.source), spool)
         except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
             outcome["error"] = exc
 
@@ -159,11 +160,11 @@ def _read_in_background(run, copy_out: sql.Composable, spool):
     thread.start()
 
     def wait() -> None:
-        stop_at = run.budget.stop_at(run.reserve())
+        stop_at = link.copy_deadline()
         while thread.is_alive():
             thread.join(timeout=0.2)
             if thread.is_alive() and stop_at is not None and time.perf_counter() >= stop_at:
-                run.source.cancel()
+                link.source.cancel()
                 thread.join(timeout=30)
                 raise BudgetExceeded("the comparison ran out of its time budget")
         if "error" in outcome:
@@ -195,7 +196,7 @@ class Fetched:
     hash: sql.Composable
 
 
-def find_differing(run, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier], out: sql.Identifier,
+def find_differing(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier], out: sql.Identifier,
                    fetched: Fetched | None = None) -> None:
     """The ranges whose summaries differ, with their bounds, into `out` on staging."""
     parts = {"fetched": sql.SQL(""), "plus_n": sql.SQL(""), "xor_h": sql.SQL("")}
@@ -203,24 +204,24 @@ def find_differing(run, ranges: Ranges, names: tuple[sql.Identifier, sql.Identif
         parts = {"fetched": _FETCHED.format(b_r=ranges.of("r"), h_r=fetched.hash, rows=fetched.rows,
                                             t=fetched.target, match=fetched.match),
                  "plus_n": sql.SQL(" + coalesce(r.n, 0)"), "xor_h": sql.SQL(" # coalesce(r.h, 0)")}
-    with run.target.cursor() as cur:
+    with link.target.cursor() as cur:
         cur.execute(_DIFFERING.format(out=out, shift=sql.Literal(ranges.shift), mask=sql.Literal(2**ranges.shift - 1),
                                       prod=names[0], staging=names[1], **parts))
         ranges.differing = cur.rowcount
 
 
-def restrictions(run, ranges: Ranges | None, out: sql.Identifier,
+def restrictions(link: Link, ranges: Ranges | None, out: sql.Identifier,
                  alias: str = "s") -> tuple[sql.Composable, sql.Composable | None]:
     """(prod's JOIN, staging's JOIN) keeping the differing ranges, where comparing only those
     pays; otherwise (nothing, None): every row."""
     if ranges is None or not ranges.restricts:
         return sql.SQL(""), None
-    return _source_restriction(run, ranges, out), _target_restriction(ranges, out, alias)
+    return _source_restriction(link, ranges, out), _target_restriction(ranges, out, alias)
 
 
-def _source_restriction(run, ranges: Ranges, out: sql.Identifier) -> sql.Composable:
+def _source_restriction(link: Link, ranges: Ranges, out: sql.Identifier) -> sql.Composable:
     """A JOIN that keeps prod's rows in the differing ranges (an index range scan each)."""
-    with run.target.cursor() as cur:
+    with link.target.cursor() as cur:
         cur.execute(sql.SQL("SELECT b FROM {} ORDER BY b").format(out))
         numbers = "{" + ",".join(str(b) for (b,) in cur.fetchall()) + "}"
     low = sql.SQL("(dbsync_range << {})").format(sql.Literal(ranges.shift))

@@ -13,16 +13,18 @@ from psycopg2 import sql
 
 from dbsync import interrupt
 from dbsync.catalog import Catalog
+from dbsync.connect import DEFAULT_LOCK_TIMEOUT
 from dbsync.errors import LOCK_NOT_AVAILABLE, DbSyncError, LockNotAvailable, pg_message, sqlstate
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import Rules
 from dbsync.results import SyncReport, Validation
+from dbsync.sessions import abandon, close, describe
 from dbsync.sync import guards
 from dbsync.sync.budget import COMMIT_RESERVE, Budget, BudgetExceeded, Deadline, after_copy_reserve, exceeded_message
 from dbsync.sync.copy import CopyResult, SourceCopyError
-from dbsync.sync.plan import Unit
-from dbsync.sync.sessions import abandon, close, describe
+from dbsync.sync.link import Link
 from dbsync.sync.setaside import SetAsideObjects
+from dbsync.sync.units import Unit
 
 Progress = Callable[[dict], None]
 
@@ -31,7 +33,8 @@ Progress = Callable[[dict], None]
 class SyncOptions:
     tables: list[str] | None = None
     dry_run: bool = False
-    allowlist: str | None = None  # overrides SYNC_TARGET_ALLOWLIST
+    allowlist: str | None = None  # SYNC_TARGET_ALLOWLIST's value; None: only a local target
+    lock_timeout: str = DEFAULT_LOCK_TIMEOUT  # LOCK_TIMEOUT's value: how long to wait for a busy table
     binary: bool = True
     rebuild_indexes: bool = True
     progress: Progress | None = None
@@ -85,6 +88,11 @@ class SyncRun:
     @property
     def table_keys(self) -> set[tuple[str, str]]:
         return {u.source.key for u in self.units}
+
+    @property
+    def link(self) -> Link:
+        """What the incremental code may touch of this run (dbsync.sync.link)."""
+        return Link(self.source, self.target, lambda: self.budget.stop_at(self.reserve()))
 
     def notify(self, event: dict) -> None:
         if self.options.progress:
@@ -185,7 +193,7 @@ def explain(run: SyncRun, exc: BaseException, *, target_lost: bool) -> DbSyncErr
 
 
 # Errors the server raises only for a statement the project itself got wrong: every fragment of a
-# rules file was parsed by the server before the run wrote anything (dbsync.masking.plan).
+# rules file was parsed by the server before the run wrote anything (dbsync.masking.binding).
 OWN_SQL_BUGS = frozenset({"42601", "42P02", "42P18"})  # syntax error, undefined parameter, indeterminate type
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
+from dbsync import sqltext
 from dbsync.catalog import constraints, qualified
 from dbsync.catalog.constraints import ForeignKey, Index, Trigger
 from dbsync.results import SetAside
@@ -73,7 +74,7 @@ def restore_foreign_keys(conn, found: list[ForeignKey]) -> None:
         for fk in found:
             table = qualified(fk.schema, fk.table)
             cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                table, sql.Identifier(fk.name), sql.SQL(fk.definition)))
+                table, sql.Identifier(fk.name), sqltext.deparsed(fk.definition)))
             if fk.comment is not None:
                 cur.execute(sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
                     sql.Identifier(fk.name), table, sql.Literal(fk.comment)))
@@ -105,7 +106,7 @@ def restore_indexes(conn, indexes: list[Index]) -> None:
             table = qualified(ix.schema, ix.table)
             if ix.constraint is not None:
                 cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                    table, sql.Identifier(ix.constraint), sql.SQL(ix.constraint_definition)))
+                    table, sql.Identifier(ix.constraint), sqltext.deparsed(ix.constraint_definition)))
                 if ix.name != ix.constraint:  # the constraint's index is named after it; keep the old name
                     cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
                         qualified(ix.schema, ix.constraint), sql.Identifier(ix.name)))
@@ -113,7 +114,7 @@ def restore_indexes(conn, indexes: list[Index]) -> None:
                     cur.execute(sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
                         sql.Identifier(ix.constraint), table, sql.Literal(ix.constraint_comment)))
             else:
-                cur.execute(sql.SQL(ix.definition))
+                cur.execute(sqltext.deparsed(ix.definition))
             if ix.comment is not None:
                 cur.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(qualified(ix.schema, ix.name),
                                                                         sql.Literal(ix.comment)))

@@ -6,7 +6,7 @@ from psycopg2 import sql
 
 from dbsync.results import TableValidated, Validation
 from dbsync.sync.copy import CopyResult
-from dbsync.sync.plan import Unit
+from dbsync.sync.units import Unit
 
 
 def count_rows(conn, units: list[Unit], copied: dict[str, CopyResult]) -> Validation:

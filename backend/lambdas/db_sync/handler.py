@@ -29,7 +29,7 @@ from dbsync.errors import DbSyncError
 from dbsync.metrics import publish_emf, recorded
 from dbsync.results import SequenceCheck, SyncReport
 from dbsync.sequences import check_report, reset_sequences
-from dbsync.settings import SourceDatabaseSettings, SyncSettings, TargetDatabaseSettings
+from dbsync.settings import SharedSettings, SourceDatabaseSettings, SyncSettings, TargetDatabaseSettings
 from dbsync.sync import sync_databases
 from dbsync.sync.budget import Deadline
 
@@ -107,9 +107,10 @@ def check_target(_request: DbSyncEvent, _context: LambdaContext) -> SequenceChec
     set, as it is for the sync; read only on both."""
     target = TargetDatabaseSettings.load().required()
     source_settings = SourceDatabaseSettings.load()
-    source = source_settings.connect() if source_settings.configured else None
+    lock_timeout = SharedSettings.load().lock_timeout
+    source = source_settings.connect(lock_timeout=lock_timeout) if source_settings.configured else None
     try:
-        conn = target.connect()
+        conn = target.connect(lock_timeout=lock_timeout)
         try:
             result = check_report(conn, source=source)
         finally:
@@ -157,7 +158,8 @@ def run_sync(request: DbSyncEvent, context: LambdaContext) -> SyncReport:
         logger.warning("no masking rules (SYNC_RULES_FILE): rows travel unmasked")
     result = sync_databases(source, target, tables=request.tables, dry_run=request.dry_run,
                             progress=_log_progress, rules=rules, masking_key=settings.masking_key(),
-                            deadline=sync_deadline(context, settings), incremental=settings.incremental)
+                            deadline=sync_deadline(context, settings), incremental=settings.incremental,
+                            allowlist=settings.sync_target_allowlist, lock_timeout=settings.lock_timeout)
     if rules is None and result.get("masking", {}).get("uncovered"):
         logger.warning("personal-data columns copied unmasked", extra={"columns": result["masking"]["uncovered"]})
     logger.info("sync finished", extra={

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 from psycopg2 import sql
 
+from dbsync import sqltext
 from dbsync.catalog import Catalog, Table
 from dbsync.compare import binary_safe, copy_columns, schema_differences
 from dbsync.errors import DbSyncError
-from dbsync.masking.plan import MaskedTable
+from dbsync.masking.binding import MaskedTable
 from dbsync.sync.copy import copy_in_statement, copy_out_statement
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Unit:
         return copy_out_statement(self.source.ident, sql.SQL(", ").join(items),
                                   partitioned=self.source.relkind == "p", binary=self.binary,
                                   query=bool(m and m.expressions),
-                                  where=sql.SQL(m.where) if m and m.where else None)
+                                  where=sqltext.fragment(m.where) if m and m.where else None)
 
     def copy_in(self) -> sql.Composed:
         # FREEZE: legal because the sync truncated the table in this same transaction.

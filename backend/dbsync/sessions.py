@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2
 from psycopg2 import sql
 
-from dbsync.connect import connect, describe_dsn
+from dbsync.connect import DEFAULT_LOCK_TIMEOUT, connect, describe_dsn
 from dbsync.errors import DbSyncError, pg_message
 
 # What pg_dump sets before it dumps: text COPY output that reads back exactly whatever the
@@ -32,11 +32,11 @@ SERVER_KEEPALIVES = (("tcp_keepalives_idle", "10"), ("tcp_keepalives_interval", 
                      ("tcp_user_timeout", "30000"), ("client_connection_check_interval", "10s"))
 
 
-def open_session(endpoint, role: str, options: str | None = None):
+def open_session(endpoint, role: str, options: str | None = None, lock_timeout: str = DEFAULT_LOCK_TIMEOUT):
     """A DSN string, or an object with .connect(role) (dbsync.settings.DatabaseSettings: secrets, re-fetch).
     `options`: startup settings (the masking key travels this way)."""
-    conn = (connect(endpoint, role=role, options=options, params=LIBPQ_KEEPALIVES) if isinstance(endpoint, str)
-            else endpoint.connect(role=role, options=options, params=LIBPQ_KEEPALIVES))
+    kw = {"role": role, "options": options, "params": LIBPQ_KEEPALIVES, "lock_timeout": lock_timeout}
+    conn = connect(endpoint, **kw) if isinstance(endpoint, str) else endpoint.connect(**kw)
     try:
         _pin_settings(conn, role)
     except BaseException:

@@ -26,8 +26,9 @@ import psycopg2
 from psycopg2 import sql
 
 from dbsync.errors import pg_message, sqlstate
-from dbsync.sync.guards import server_identity
-from dbsync.sync.plan import Unit
+from dbsync.masking.key import MaskingKey
+from dbsync.safety import server_identity
+from dbsync.sync.units import Unit
 
 STATE_SCHEMA, STATE_TABLE = "dbsync", "sync_state"
 STATE = sql.SQL("{}.{}").format(sql.Identifier(STATE_SCHEMA), sql.Identifier(STATE_TABLE))
@@ -43,35 +44,34 @@ class LastSync:
     fingerprint: str
 
 
-def fingerprint(run, unit: Unit) -> str:
+def fingerprint(source, unit: Unit, key: MaskingKey | None) -> str:
     """How the table travels: its COPY statement (columns, masking expressions, where) and the
     masking key's digest. A change of any of them invalidates the recorded state."""
-    key = run.options.masking_key
-    text = unit.copy_out().as_string(run.source) + "|" + (hashlib.sha256(key.value).hexdigest() if key else "")
+    text = unit.copy_out().as_string(source) + "|" + (hashlib.sha256(key.value).hexdigest() if key else "")
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def source_identity(run) -> tuple[str, str]:
+def source_identity(source) -> tuple[str, str]:
     """(system identifier, database) of the source, as the same-database guard reads them."""
-    ident = server_identity(run.source)
+    ident = server_identity(source)
     return ("" if ident.system_identifier is None else str(ident.system_identifier)), ident.database
 
 
-def read_state(run) -> dict[str, LastSync]:
+def read_state(source, target) -> dict[str, LastSync]:
     """label → the last sync's record, where one is usable; {} when there is none."""
-    with run.target.cursor() as cur:
+    with target.cursor() as cur:
         # A record from before target_xmin existed is not used (write_state adds the column).
         cur.execute("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'target_xmin'",
                     (f"{STATE_SCHEMA}.{STATE_TABLE}",))
         if cur.fetchone() is None:
             return {}
-        sysid, database = source_identity(run)
+        sysid, database = source_identity(source)
         cur.execute(sql.SQL("SELECT table_name, source_xmin::text, target_xid::text, target_xmin::text, fingerprint"
                             " FROM {} WHERE source_system_id = %s AND source_database = %s"
                             " AND target_xmin IS NOT NULL").format(STATE), (sysid, database))
         rows = cur.fetchall()
     # Both servers' xids, as far as age() can tell them apart.
-    source_now, target_now = _next_xid(run.source), _next_xid(run.target)
+    source_now, target_now = _next_xid(source), _next_xid(target)
     return {label: LastSync(int(x), int(t), int(tx), f) for label, x, t, tx, f in rows
             if 0 <= source_now - int(x) < MAX_XID_DISTANCE and 0 <= target_now - int(tx) < MAX_XID_DISTANCE}
 
@@ -82,22 +82,22 @@ def _next_xid(conn) -> int:
         return int(cur.fetchone()[0])
 
 
-def write_state(run, units: list[Unit]) -> str | None:
+def write_state(source, target, units: list[Unit], *, create: bool, key: MaskingKey | None) -> str | None:
     """Record what this sync saw, in its own transaction (it commits with the data or not at all).
     An incremental sync creates the record; a full one keeps an existing record current and
     otherwise leaves staging's schemas alone. Where the record cannot be written (the target role
     may not create the schema, say) the data still commits: the return value says why, for the
     result's warnings, and the next incremental sync compares digests."""
-    if not run.options.incremental:
-        with run.target.cursor() as cur:
+    if not create:
+        with target.cursor() as cur:
             cur.execute("SELECT to_regclass(%s)", (f"{STATE_SCHEMA}.{STATE_TABLE}",))
             if cur.fetchone()[0] is None:
                 return None
-    sysid, database = source_identity(run)
-    with run.source.cursor() as cur:
+    sysid, database = source_identity(source)
+    with source.cursor() as cur:
         cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
         source_xmin = cur.fetchone()[0]
-    with run.target.cursor() as cur:
+    with target.cursor() as cur:
         cur.execute("SAVEPOINT dbsync_state")
         try:
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STATE_SCHEMA)))
@@ -106,7 +106,8 @@ def write_state(run, units: list[Unit]) -> str | None:
                                 " synced_at timestamptz)").format(STATE))
             cur.execute(_ADD_TARGET_XMIN.format(STATE))
             for unit in units:
-                cur.execute(_RECORD.format(STATE), (unit.label, sysid, database, source_xmin, fingerprint(run, unit)))
+                cur.execute(_RECORD.format(STATE),
+                            (unit.label, sysid, database, source_xmin, fingerprint(source, unit, key)))
             cur.execute("RELEASE SAVEPOINT dbsync_state")
         except psycopg2.Error as exc:
             cur.execute("ROLLBACK TO SAVEPOINT dbsync_state")
