@@ -106,18 +106,29 @@ class _Aligner:
         return None
 
     def plain(self, f: Feed, feeds: list[Feed]) -> None:
-        sseq = f.sequence
+        """A column prod feeds from a plain sequence (a serial, a shared or trigger-fed one)."""
         table, alter, label = self.where(f)
         tcol = table.columns[f.column]
-        scol = self.source.tables[f.table_key].columns[f.column]
         if tcol.identity:
-            # DROP IDENTITY drops the identity's sequence too; when it has prod's sequence name,
-            # that sequence is now missing and is created below.
-            self.run(alter + sql.SQL(" DROP IDENTITY"), label, "identity_dropped")
-            for key, tseq in list(self.target.sequences.items()):
-                if tseq.identity and tseq.owned_by == (f.schema, f.table, f.column):
-                    del self.target.sequences[key]
-            tcol.identity, tcol.default = "", None
+            self._drop_identity(f, alter, label)
+        tseq = self._plain_sequence(f, feeds)
+        self._ownership(f, table, tseq, label)
+        self._default(f, tcol, alter, label)
+
+    def _drop_identity(self, f: Feed, alter: sql.Composable, label: str) -> None:
+        """DROP IDENTITY drops the identity's sequence too; when it has prod's sequence name, that
+        sequence is now missing and is created next."""
+        self.run(alter + sql.SQL(" DROP IDENTITY"), label, "identity_dropped")
+        for key, tseq in list(self.target.sequences.items()):
+            if tseq.identity and tseq.owned_by == (f.schema, f.table, f.column):
+                del self.target.sequences[key]
+        tcol = self.target.tables[f.table_key].columns[f.column]
+        tcol.identity, tcol.default = "", None
+
+    def _plain_sequence(self, f: Feed, feeds: list[Feed]) -> Sequence | None:
+        """Prod's sequence on the target, created or altered to prod's definition; the target's
+        sequence as it was (None: created now)."""
+        sseq = f.sequence
         tseq = self.target.sequences.get(sseq.key)
         if tseq is None and sseq.key not in self.created:
             self._ensure_schema(sseq.schema)
@@ -134,23 +145,30 @@ class _Aligner:
                 tseq.ident, _options(sseq), _restart(sseq, self.positions.get(sseq.label))),
                 sseq.label, "sequence_altered")
             self.altered.add(sseq.key)
-        column = (f.schema, f.table, f.column)
-        # OWNED BY only where prod's sequence is owned by this very column (a serial, or GitLab's
-        # trigger-fed ids); a default using another column's sequence owns nothing.
-        if sseq.owned_by == column and not sseq.identity and (tseq is None or tseq.owned_by != column):
-            if table.owner != (tseq.owner if tseq else None):
-                self.run(sql.SQL("ALTER SEQUENCE {} OWNER TO {}").format(sseq.ident, sql.Identifier(table.owner)),
-                         sseq.label, "sequence_owner_set", table.owner)
-            self.run(sql.SQL("ALTER SEQUENCE {} OWNED BY {}.{}").format(
-                sseq.ident, table.ident, sql.Identifier(f.column)), sseq.label, "owned_by_set", label)
+        return tseq
+
+    def _ownership(self, f: Feed, table, tseq: Sequence | None, label: str) -> None:
+        """OWNED BY only where prod's sequence is owned by this very column (a serial, or GitLab's
+        trigger-fed ids); a default using another column's sequence owns nothing."""
+        sseq, column = f.sequence, (f.schema, f.table, f.column)
+        if sseq.owned_by != column or sseq.identity or (tseq is not None and tseq.owned_by == column):
+            return
+        if table.owner != (tseq.owner if tseq else None):
+            self.run(sql.SQL("ALTER SEQUENCE {} OWNER TO {}").format(sseq.ident, sql.Identifier(table.owner)),
+                     sseq.label, "sequence_owner_set", table.owner)
+        self.run(sql.SQL("ALTER SEQUENCE {} OWNED BY {}.{}").format(
+            sseq.ident, table.ident, sql.Identifier(f.column)), sseq.label, "owned_by_set", label)
+
+    def _default(self, f: Feed, tcol, alter: sql.Composable, label: str) -> None:
+        """Prod's default, or none where prod has none (a trigger feeds it: a default here would
+        take a second id). The expression is the server's own deparse (pg_get_expr) of prod's,
+        fully qualified; it names the sequence made to exist above."""
+        scol = self.source.tables[f.table_key].columns[f.column]
         if scol.default is not None and tcol.default != scol.default:
-            # The expression is the server's own deparse (pg_get_expr) of prod's default, fully
-            # qualified; it names the sequence just made to exist above.
             self.run(alter + sql.SQL(" SET DEFAULT {}").format(sqltext.deparsed(scol.default)), label,
                      "default_restored" if tcol.default is None else "default_replaced", scol.default)
             tcol.default = scol.default
         elif scol.default is None and tcol.default is not None:
-            # Prod feeds it without a default (a trigger): a default here would take a second id.
             self.run(alter + sql.SQL(" DROP DEFAULT"), label, "default_dropped", tcol.default)
             tcol.default = None
 
