@@ -7,11 +7,17 @@ stagings get the same day of staging-side writes; then, timed, `db-sync sync` (f
 sequence). A last round changes every row of prod's tables, where the incremental sync must fall
 back to full copies (the auto choice). Goals: incremental <= 0.5x the full sync at ~1% changed;
 <= 1.1x with every row changed.
+
+Then verify's costs (dbsync.verify), masked with the shipped rules: a full sync, the same with
+`--verify`, and a standalone `db-sync verify` of the result, each timed. Goal: what `--verify`
+adds, and a standalone verify, each <= 0.5x the full sync.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from benchmarks.common import Table, connect, create_database, drop_database, fmt_ratio, fmt_s, median, run_child
 from benchmarks.sync_bench import DST, SRC, db_sync_command, prepare, state
@@ -60,14 +66,34 @@ EVERY_ROW = ["UPDATE users SET display_name = display_name || '!'", "UPDATE auth
              "UPDATE book_authors SET author_id = author_id"]
 
 
-def _sync(src: str, dst: str, *, incremental: bool):
-    env = {k: v for k, v in os.environ.items() if k not in ("SYNC_TARGET_ALLOWLIST", "SYNC_RULES_FILE", "SYNC_MODE")}
-    cmd = [db_sync_command(), "sync", "--source", src, "--target", dst, "--json"] + (
-        ["--incremental"] if incremental else [])
-    r = run_child(cmd, env=env)
+def _db_sync(*args: str, env_extra: dict | None = None):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SYNC_TARGET_ALLOWLIST", "SYNC_RULES_FILE", "SYNC_MODE", "SYNC_VERIFY", "SYNC_METRICS",
+                        "SYNC_MASKING_KEY", "SYNC_MASKING_KEY_SECRET_ARN")}
+    r = run_child([db_sync_command(), *args], env={**env, **(env_extra or {})})
     if r.returncode != 0:
-        raise RuntimeError(f"db-sync sync failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-2000:]}")
+        raise RuntimeError(f"db-sync {args[0]} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-2000:]}")
     return r
+
+
+def _sync(src: str, dst: str, *, incremental: bool):
+    return _db_sync("sync", "--source", src, "--target", dst, "--json", *(["--incremental"] if incremental else []))
+
+
+RULES = str(Path(__file__).resolve().parent.parent / "backend" / "sync-rules.yaml")
+MASKING = {"SYNC_MASKING_KEY": "benchmark masking key, 32 characters or more"}
+
+
+def verify_costs(src: str, dst: str, log) -> dict:
+    """A masked full sync, the same with --verify, a standalone verify of its result: seconds."""
+    masked = ("sync", "--source", src, "--target", dst, "--rules", RULES, "--json")
+    full = _db_sync(*masked, env_extra=MASKING).seconds
+    verified = _db_sync(*masked, "--verify", env_extra=MASKING).seconds
+    alone = _db_sync("verify", "--source", src, "--target", dst, "--rules", RULES, "--json", env_extra=MASKING)
+    steps = json.loads(alone.stdout)["timings"]
+    log(f"  verify: full sync {fmt_s(full)}  with --verify {fmt_s(verified)}  verify alone {fmt_s(alone.seconds)}"
+        f" ({', '.join(f'{k} {v:.2f} s' for k, v in steps.items())})")
+    return {"full": full, "sync_verify": verified, "verify": alone.seconds, "verify_steps": steps}
 
 
 def _round(src, full_dst, inc_dst, changes, log, label):
@@ -99,6 +125,7 @@ def run(server, *, scale: float = 1.0, pairs: int = 3, log=print) -> tuple[Table
         every = _round(src, dst, dst2, EVERY_ROW, log, "every row changed")
         if state(src) != state(dst2):
             raise RuntimeError("the incremental staging's counts or sequences differ from prod's")
+        costs = verify_costs(src, dst, log)
     finally:
         drop_database(server, DST2)
         drop_database(server, DST)
@@ -108,9 +135,9 @@ def run(server, *, scale: float = 1.0, pairs: int = 3, log=print) -> tuple[Table
     full_s, inc_s = [f for f, _ in small], [i for _, i in small]
     table.add("~1% of rows", f"{size:.0f} MB", pairs, fmt_s(median(full_s)), fmt_s(median(inc_s)),
               fmt_ratio(median(inc_s), median(full_s)))
-    # Round 1 is the first incremental night (no record of a last sync: by digest); the others
-    # find prod's changes from the record.
-    table.add("~1%, first night (by digest)", f"{size:.0f} MB", 1, fmt_s(small[0][0]), fmt_s(small[0][1]),
+    # Round 1 is the first incremental night, after a full sync, whose record it reads like the
+    # others (every sync writes one).
+    table.add("~1%, first night (after a full sync)", f"{size:.0f} MB", 1, fmt_s(small[0][0]), fmt_s(small[0][1]),
               fmt_ratio(small[0][1], small[0][0]))
     if pairs > 1:
         later_full, later_inc = median([f for f, _ in small[1:]]), median([i for _, i in small[1:]])
@@ -119,5 +146,12 @@ def run(server, *, scale: float = 1.0, pairs: int = 3, log=print) -> tuple[Table
     table.add("every row", f"{size:.0f} MB", 1, fmt_s(every[0]), fmt_s(every[1]), fmt_ratio(every[1], every[0]))
     table.notes.append("each round: prod updates ~0.6%, inserts ~0.2%, deletes ~0.2% of every table, spread by key;"
                        " both stagings get the same staging-side writes; both end identical (checked)")
+    added = costs["sync_verify"] - costs["full"]
+    table.add("sync --verify: what it adds (masked)", f"{size:.0f} MB", 1, fmt_s(costs["full"]), fmt_s(added),
+              fmt_ratio(added, costs["full"]))
+    table.add("verify alone, after it (masked)", f"{size:.0f} MB", 1, fmt_s(costs["full"]), fmt_s(costs["verify"]),
+              fmt_ratio(costs["verify"], costs["full"]))
     table.notes.append("goals: <= 0.5x at ~1% (stretch <= 0.2x); <= 1.1x with every row changed")
-    return table, {"scale": scale, "small": small, "every": every, "rows": counts}
+    table.notes.append("verify rows: the shipped rules and a masking key on all three; the incremental column holds"
+                       " the extra seconds of --verify, then a standalone verify's; goal <= 0.5x each")
+    return table, {"scale": scale, "small": small, "every": every, "rows": counts, "verify": costs}

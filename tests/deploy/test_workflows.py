@@ -65,7 +65,7 @@ def test_removal_checks_staging_through_the_lambda_before_removing():
     assert check_job["permissions"]["id-token"] == "write"
     assert any(s.get("uses", "").startswith("aws-actions/configure-aws-credentials@") for s in check_job["steps"])
     text = steps_text(check_job)
-    assert "aws lambda invoke" in text and '{"action": "check-sequences"}' in text
+    assert "aws lambda invoke" in text and '{"action": "verify"}' in text
     # The teardown only runs after a clean check, in a job that needs it.
     assert remove_job["needs"] == "check-staging"
     runs = [s.get("run", "") for s in remove_job["steps"]]
@@ -103,25 +103,30 @@ def _gate(tmp_path: Path, invoke: dict, response) -> subprocess.CompletedProcess
                           env={"GITHUB_STEP_SUMMARY": str(summary), "PATH": os.environ.get("PATH", "")})
 
 
-def test_removal_gate_follows_the_real_check_sequences_answer(tmp_path, prod_and_staging, connect_db,
-                                                             monkeypatch):
+def test_removal_gate_follows_the_real_verify_answer(tmp_path, prod_and_staging, monkeypatch):
     import json
 
-    from dbsync.sequences import reset_sequences
+    from dbsync.sync import sync_databases
     from lambdas.db_sync.handler import lambda_handler
+    from tests.support.env import SYNC_SETTINGS
     from tests.support.lambda_context import FakeLambdaContext
 
-    _, staging_dsn = prod_and_staging
+    prod_dsn, staging_dsn = prod_and_staging
+    for var in SYNC_SETTINGS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SOURCE_DATABASE_URL", prod_dsn)
     monkeypatch.setenv("TARGET_DATABASE_URL", staging_dsn)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     ok = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
 
-    broken = json.loads(json.dumps(lambda_handler({"action": "check-sequences"}, FakeLambdaContext())))
+    # As the old sync left it: its sequences behind its data.
+    broken = json.loads(json.dumps(lambda_handler({"action": "verify"}, FakeLambdaContext())))
     gate = _gate(tmp_path, ok, broken)
     assert gate.returncode == 1, gate.stdout + gate.stderr
-    assert "books" in (tmp_path / "summary.md").read_text()
+    assert "sequence: public.books" in (tmp_path / "summary.md").read_text()
 
-    reset_sequences(connect_db(staging_dsn))
-    clean = json.loads(json.dumps(lambda_handler({"action": "check-sequences"}, FakeLambdaContext())))
+    sync_databases(prod_dsn, staging_dsn)
+    clean = json.loads(json.dumps(lambda_handler({"action": "verify"}, FakeLambdaContext())))
     gate = _gate(tmp_path, ok, clean)
     assert gate.returncode == 0, gate.stdout + gate.stderr
 

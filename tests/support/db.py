@@ -41,14 +41,15 @@ def _rows(cur, query, args=None):
 
 def snapshot(dsn: str) -> dict:
     """Everything a sync could change: rows (hashed), sequences and their positions, column
-    defaults and identity, constraints, triggers' enabled state."""
+    defaults and identity, constraints, triggers' enabled state. The tool's own schema (dbsync:
+    the sync's record) is left out: it is staging's state about the sync, not data prod has."""
     conn = psycopg2.connect(dsn)
     try:
         with conn.cursor() as cur:
             out = {}
             for schema, name in _rows(cur, "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
                                            " ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p')"
-                                           " AND n.nspname NOT IN ('pg_catalog','information_schema')"
+                                           " AND n.nspname NOT IN ('pg_catalog','information_schema','dbsync')"
                                            " AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1, 2"):
                 t = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
                 cur.execute(sql.SQL("SELECT count(*), coalesce(sum(hashtext(x::text)::bigint), 0)"

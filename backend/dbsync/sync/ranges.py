@@ -129,7 +129,7 @@ def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ident
     copy_out = sql.SQL("COPY ({}) TO STDOUT").format(
         _SUMMARY.format(b=ranges.of(), h=prod.hash, recent=prod.recent, t=prod.table, where=prod.where))
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
-        reading = _read_in_background(link, copy_out, spool)
+        reading = read_in_background(link, copy_out, spool)
         with link.target.cursor() as cur:
             cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
                 b=ranges.of("s"), h=staging.hash, recent=staging.recent, t=sql.SQL("{} s").format(staging.table),
@@ -144,7 +144,7 @@ def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ident
     return int(n_recent), int(total)
 
 
-def _read_in_background(link: Link, copy_out: sql.Composable, spool):
+def read_in_background(link: Link, copy_out: sql.Composable, spool):
     """Start prod's COPY into `spool` in a thread; the returned function waits for it (within
     the time budget, cancelling prod's statement past it) and raises what it raised."""
     outcome: dict = {}

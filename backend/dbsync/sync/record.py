@@ -82,17 +82,13 @@ def _next_xid(conn) -> int:
         return int(cur.fetchone()[0])
 
 
-def write_state(source, target, units: list[Unit], *, create: bool, key: MaskingKey | None) -> str | None:
+def write_state(source, target, units: list[Unit], *, key: MaskingKey | None) -> str | None:
     """Record what this sync saw, in its own transaction (it commits with the data or not at all).
-    An incremental sync creates the record; a full one keeps an existing record current and
-    otherwise leaves staging's schemas alone. Where the record cannot be written (the target role
-    may not create the schema, say) the data still commits: the return value says why, for the
-    result's warnings, and the next incremental sync compares digests."""
-    if not create:
-        with target.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (f"{STATE_SCHEMA}.{STATE_TABLE}",))
-            if cur.fetchone()[0] is None:
-                return None
+    Every sync writes it, a full one too, creating the `dbsync` schema the first time: the next
+    incremental sync then finds changes since this one, and `verify` attributes differences with
+    it. Where the record cannot be written (the target role may not create the schema, say) the
+    data still commits: the return value says why, for the result's warnings, and the next
+    incremental sync compares digests."""
     sysid, database = source_identity(source)
     with source.cursor() as cur:
         cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
@@ -113,6 +109,39 @@ def write_state(source, target, units: list[Unit], *, create: bool, key: Masking
             cur.execute("ROLLBACK TO SAVEPOINT dbsync_state")
             return (f"the sync's record ({STATE_SCHEMA}.{STATE_TABLE}) was not written: {pg_message(exc)}"
                     f" [SQLSTATE {sqlstate(exc)}]; the next incremental sync compares every row")
+    return None
+
+
+def recorded_tables(target) -> dict[str, tuple[str, str, str]]:
+    """Every table the record names → (source system id, source database, fingerprint), usable
+    or not; {} when there is no record (verify checks it against what is there)."""
+    with target.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"{STATE_SCHEMA}.{STATE_TABLE}",))
+        if cur.fetchone()[0] is None:
+            return {}
+        cur.execute(sql.SQL("SELECT table_name, source_system_id, source_database, fingerprint FROM {}").format(STATE))
+        return {label: (sysid, database, fp) for label, sysid, database, fp in cur.fetchall()}
+
+
+VERIFIED = sql.SQL("{}.{}").format(sql.Identifier(STATE_SCHEMA), sql.Identifier("sync_verified"))
+
+
+def write_verified(target, *, tables: int, rows: int, key_ranges: int) -> str | None:
+    """What `sync --verify` proved, in the sync's transaction beside the record (a failed verify
+    rolls the sync back, so only passes are recorded); like the record, a warning where it cannot
+    be written."""
+    with target.cursor() as cur:
+        cur.execute("SAVEPOINT dbsync_verified")
+        try:
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STATE_SCHEMA)))
+            cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (verified_at timestamptz, target_xid xid8,"
+                                " tables integer, rows bigint, key_ranges bigint)").format(VERIFIED))
+            cur.execute(sql.SQL("INSERT INTO {} VALUES (now(), pg_current_xact_id(), %s, %s, %s)").format(VERIFIED),
+                        (tables, rows, key_ranges))
+            cur.execute("RELEASE SAVEPOINT dbsync_verified")
+        except psycopg2.Error as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT dbsync_verified")
+            return f"the verify's result ({STATE_SCHEMA}.sync_verified) was not written: {pg_message(exc)}"
     return None
 
 

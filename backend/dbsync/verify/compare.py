@@ -1,0 +1,260 @@
+"""Staging's synced tables against prod's rows as the rules mask them, through key-range summaries.
+
+Each server summarises its rows per key range in one scan, at the same time (prod's through the
+masking expressions the COPY uses, inside the snapshot; dbsync.sync.ranges): the row count, the
+sum of a 64-bit hash of each row modulo 2^64 (a sum, not an XOR: duplicate rows of a table
+without a key would cancel out), and how many of the rows were written since the last sync. Every
+row is read; nothing is sampled. Ranges: the leading key column's value shifted right where it is
+an integer, a slice of the key's hash otherwise, one range for a table without a primary key.
+
+Only the ranges whose summaries differ are read again, key by key, to count and attribute the
+differing rows with the sync's record (dbsync.sync.record): written on prod since the last sync
+(xmin newer than its snapshot), written on staging since, or unexplained. A row one side lacks
+and the other did not write since was there at the last sync, so the side that lacks it deleted
+it. Without a usable record every difference is unexplained. Keys are reported, never values.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+
+from psycopg2 import sql
+
+from dbsync import sqltext
+from dbsync.sync import delta, ranges, record
+from dbsync.sync.copy import stream_copy
+from dbsync.sync.link import Link
+from dbsync.sync.units import Unit
+
+# Rows per range, about: coarser than the incremental sync's, whose ranges also cut what it fetches.
+RANGE_ROWS_SHIFT = 4  # 2^4 × ranges.RANGE_ROWS
+HASH_BUCKET_SHIFT = 52  # a key without an integer to cut: 4096 slices of its hash
+SAMPLE_KEYS = 5
+_MOD64 = sql.Literal(2**64)
+
+_SUMMARY = sql.SQL("SELECT {b} AS b, count(*) AS n, sum({h}) % {mod} AS h, count(*) FILTER (WHERE {recent}) AS r"
+                   " FROM {t}{where} GROUP BY 1")
+_PROD_SUMMARY = sql.SQL("CREATE TEMP TABLE {} (b bigint, n bigint, h numeric, r bigint) ON COMMIT DROP")
+_DIFFERING = sql.SQL("SELECT b, coalesce(p.n, 0), coalesce(s.n, 0), coalesce(p.r, 0), coalesce(s.r, 0)"
+                     " FROM {p} p FULL JOIN {s} s USING (b)"
+                     " WHERE p.n IS DISTINCT FROM s.n OR p.h IS DISTINCT FROM s.h ORDER BY b")
+_TOTALS = sql.SQL("SELECT (SELECT coalesce(sum(n), 0) FROM {p}), (SELECT coalesce(sum(n), 0) FROM {s}),"
+                  " (SELECT count(*) FROM {p} FULL JOIN {s} USING (b))")
+_KEYED_ROWS = sql.SQL("SELECT {keys}, {h} AS dbsync_h, {recent} AS dbsync_r FROM {t}{where}")
+_KEYED_TABLE = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, 0::bigint AS dbsync_h,"
+                       " false AS dbsync_r FROM {} WITH NO DATA")
+# Each differing row with who wrote it (see the module docstring), into a temporary table.
+_ATTRIBUTED = sql.SQL(
+    "CREATE TEMP TABLE {out} ON COMMIT DROP AS SELECT concat_ws(', ', {shown}) AS k, CASE"
+    " WHEN NOT {usable} THEN 'unexplained'"
+    " WHEN p.dbsync_h IS NOT NULL AND s.dbsync_h IS NOT NULL THEN"
+    "  CASE WHEN s.dbsync_r THEN 'staging' WHEN p.dbsync_r THEN 'prod' ELSE 'unexplained' END"
+    " WHEN s.dbsync_h IS NULL THEN CASE WHEN p.dbsync_r THEN 'prod' ELSE 'staging' END"
+    " ELSE CASE WHEN s.dbsync_r THEN 'staging' ELSE 'prod' END END AS who"
+    " FROM {p} p FULL JOIN {s} s ON {match} WHERE p.dbsync_h IS DISTINCT FROM s.dbsync_h")
+WHO = ("prod", "staging", "unexplained")
+
+
+@dataclass
+class TableCompared:
+    """One table's comparison: rows on each side, ranges, and its differing rows by who wrote them."""
+
+    table: str
+    source_rows: int = 0
+    target_rows: int = 0
+    ranges: int = 0
+    differing_ranges: list[str] = field(default_factory=list)  # "id 4096..8191", at most a few
+    differing_range_count: int = 0
+    differences: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WHO, 0))
+    keys: dict[str, list[str]] = field(default_factory=dict)  # who → a few differing keys
+    attributed: bool = False  # a usable record of the last sync
+
+    @property
+    def differ(self) -> bool:
+        return self.differing_range_count > 0
+
+    def as_dict(self) -> dict:
+        return {"table": self.table, "source_rows": self.source_rows, "target_rows": self.target_rows,
+                "key_ranges": self.ranges, "key_ranges_differing": self.differing_range_count,
+                "written_on_prod": self.differences["prod"], "written_on_staging": self.differences["staging"],
+                "unexplained": self.differences["unexplained"],
+                "attributed": "since the last sync" if self.attributed else "no record"}
+
+
+@dataclass
+class Cut:
+    """How a table's rows fall into ranges, and how a range is named in a report."""
+
+    bucket: sql.Composable  # over the unqualified columns (prod's)
+    staged_bucket: sql.Composable  # over alias s (staging's)
+    column: str | None = None  # the integer column cut, or None (the key's hash, or one range)
+    shift: int = 0
+
+    def name(self, b: int) -> str:
+        if self.column is None:
+            return f"slice {b} of the key's hash" if self.shift else "the whole table"
+        return f"{self.column} {b << self.shift}..{((b + 1) << self.shift) - 1}"
+
+
+def primary_key(unit: Unit, keys: dict) -> tuple[str, ...]:
+    """The target's primary key, where every column of it travels."""
+    found = keys.get(unit.target.key)
+    key = found.primary if found else ()
+    return key if key and set(key) <= set(unit.columns) else ()
+
+
+def source_items(unit: Unit) -> list[sql.Composable]:
+    """Each column as the COPY sends it: its masking expression, or itself."""
+    m = unit.masked
+    return [(m.expressions.get(c) if m else None) or sql.Identifier(c) for c in unit.columns]
+
+
+def source_conditions(unit: Unit) -> list[sql.Composable]:
+    """Which of prod's rows travel: none for `rows: none`, the rules' `where:`, else all."""
+    m = unit.masked
+    if m is not None and not m.copy_rows:
+        return [sql.SQL("false")]
+    if m is not None and m.where:
+        return [sql.SQL("({})").format(sqltext.fragment(m.where))]
+    return []
+
+
+def where(*conditions: sql.Composable) -> sql.Composable:
+    """` WHERE a AND b`, or nothing."""
+    return sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
+
+
+def plan_cut(link: Link, unit: Unit, key: tuple[str, ...], fast: bool) -> Cut:
+    if not key:
+        return Cut(sql.SQL("0"), sql.SQL("0"))
+    found = ranges.plan_ranges(link, unit, key, from_=delta.only_from(unit.source))
+    if found is not None:
+        shift = min(62, found.shift + RANGE_ROWS_SHIFT)
+        cut = ranges.Ranges(found.column, shift)
+        return Cut(cut.of(), cut.of("s"), found.column, shift)
+    shifted = sql.SQL("({} >> {})")
+    return Cut(shifted.format(ranges.hash64([sql.Identifier(k) for k in key], fast), sql.Literal(HASH_BUCKET_SHIFT)),
+               shifted.format(ranges.hash64([sql.Identifier("s", k) for k in key], fast),
+                              sql.Literal(HASH_BUCKET_SHIFT)),
+               shift=HASH_BUCKET_SHIFT)
+
+
+@dataclass
+class Sides:
+    """What each server reads of one table: prod's rows as they travel, staging's as they are."""
+
+    unit: Unit
+    fast: bool
+    prod_recent: sql.Composable
+    staging_recent: sql.Composable
+
+    @property
+    def prod_table(self) -> sql.Composable:
+        return delta.only_from(self.unit.source)
+
+    @property
+    def staging_table(self) -> sql.Composable:
+        return sql.SQL("{} s").format(delta.only_from(self.unit.target))
+
+    def prod_hash(self) -> sql.Composable:
+        return ranges.hash64(source_items(self.unit), self.fast)
+
+    def staging_hash(self) -> sql.Composable:
+        return ranges.hash64([sql.Identifier("s", c) for c in self.unit.columns], self.fast)
+
+
+def sides(link: Link, unit: Unit, last: record.LastSync | None) -> Sides:
+    """Prod's and staging's recent-row conditions from the record's `last` entry (none: nothing
+    counts as recent, so nothing is attributed)."""
+    fast = delta.fast_digest(link, unit)
+    if last is None:
+        return Sides(unit, fast, sql.SQL("false"), sql.SQL("false"))
+    return Sides(unit, fast, record.recent_source_filter(last),
+                 record.recent_target_filter(last, sql.Identifier("s", "xmin")))
+
+
+def compare_table(link: Link, unit: Unit, key: tuple[str, ...], last: record.LastSync | None,
+                  slot: int) -> TableCompared:
+    """Both servers' summaries of one table at once, then the differing ranges key by key."""
+    side = sides(link, unit, last)
+    cut = plan_cut(link, unit, key, side.fast)
+    result = TableCompared(unit.label, attributed=last is not None)
+    names = (_temp("prod", slot), _temp("staged", slot))
+    _summarise(link, side, cut, names)
+    with link.target.cursor() as cur:
+        cur.execute(_TOTALS.format(p=names[0], s=names[1]))
+        result.source_rows, result.target_rows, result.ranges = (int(x) for x in cur.fetchone())
+        cur.execute(_DIFFERING.format(p=names[0], s=names[1]))
+        differing = cur.fetchall()
+    result.differing_range_count = len(differing)
+    result.differing_ranges = [cut.name(int(b)) for b, *_ in differing[:SAMPLE_KEYS]]
+    if not differing:
+        return result
+    if key:
+        _attribute_rows(link, side, cut, key, [int(b) for b, *_ in differing], slot, result)
+    else:
+        _attribute_counts(differing, result)
+    return result
+
+
+def _temp(name: str, slot: int) -> sql.Identifier:
+    return sql.Identifier(f"_dbsync_verify_{name}_{slot}")
+
+
+def _summarise(link: Link, side: Sides, cut: Cut, names: tuple[sql.Identifier, sql.Identifier]) -> None:
+    """Prod's summary spooled by a thread while staging computes its own; both into temporary
+    tables on staging."""
+    prod_name, staging_name = names
+    copy_out = sql.SQL("COPY ({}) TO STDOUT").format(_SUMMARY.format(
+        b=cut.bucket, h=side.prod_hash(), mod=_MOD64, recent=side.prod_recent, t=side.prod_table,
+        where=where(*source_conditions(side.unit))))
+    with tempfile.SpooledTemporaryFile(max_size=ranges.SPOOL_MEMORY) as spool:
+        reading = ranges.read_in_background(link, copy_out, spool)
+        with link.target.cursor() as cur:
+            cur.execute(ranges.MATERIALISED.format(staging_name, _SUMMARY.format(
+                b=cut.staged_bucket, h=side.staging_hash(), mod=_MOD64, recent=side.staging_recent,
+                t=side.staging_table, where=sql.SQL(""))))
+        reading()
+        spool.seek(0)
+        with link.target.cursor() as cur:
+            cur.execute(_PROD_SUMMARY.format(prod_name))
+            cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(prod_name).as_string(link.target), spool)
+
+
+def _attribute_counts(differing: list[tuple], result: TableCompared) -> None:
+    """A table without a key: its one range differs; prod's or staging's recent rows explain it."""
+    _, p_n, s_n, p_r, s_r = differing[0]
+    who = "unexplained" if not result.attributed else "prod" if p_r else "staging" if s_r else "unexplained"
+    result.differences[who] += max(1, abs(int(p_n) - int(s_n)))
+
+
+def _keys(key: tuple[str, ...], alias: str | None = None) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(alias, k) if alias else sql.Identifier(k) for k in key)
+
+
+def _attribute_rows(link: Link, side: Sides, cut: Cut, key: tuple[str, ...], buckets: list[int], slot: int,
+                    result: TableCompared) -> None:
+    """Both sides' (key, row hash, recent) in the differing ranges, joined on staging by key."""
+    unit, chosen = side.unit, sql.Literal("{" + ",".join(map(str, buckets)) + "}")
+    prod_rows, staged_rows, out = _temp("prod_rows", slot), _temp("staged_rows", slot), _temp("differences", slot)
+    in_ranges = sql.SQL("{} = ANY({}::bigint[])")
+    with link.target.cursor() as cur:
+        cur.execute(_KEYED_TABLE.format(prod_rows, _keys(key), delta.only_from(unit.target)))
+        cur.execute(ranges.MATERIALISED.format(staged_rows, _KEYED_ROWS.format(
+            keys=_keys(key, "s"), h=side.staging_hash(), recent=side.staging_recent, t=side.staging_table,
+            where=where(in_ranges.format(cut.staged_bucket, chosen)))))
+    copy_out = sql.SQL("COPY ({}) TO STDOUT").format(_KEYED_ROWS.format(
+        keys=_keys(key), h=side.prod_hash(), recent=side.prod_recent, t=side.prod_table,
+        where=where(*source_conditions(unit), in_ranges.format(cut.bucket, chosen))))
+    stream_copy(link.source, link.target, copy_out, sql.SQL("COPY {} FROM STDIN").format(prod_rows),
+                stop_at=link.copy_deadline())
+    shown = sql.SQL(", ").join(sql.SQL("coalesce(p.{k}, s.{k})::text").format(k=sql.Identifier(k)) for k in key)
+    with link.target.cursor() as cur:
+        cur.execute(_ATTRIBUTED.format(out=out, shown=shown, usable=sql.Literal(result.attributed), p=prod_rows,
+                                       s=staged_rows, match=delta.match_keys(key, "s", "p")))
+        cur.execute(sql.SQL("SELECT who, count(*), (array_agg(k ORDER BY k))[1:{}] FROM {} GROUP BY 1").format(
+            sql.Literal(SAMPLE_KEYS), out))
+        for who, n, sample in cur.fetchall():
+            result.differences[who] = int(n)
+            result.keys[who] = [f"{', '.join(key)} = {k}" for k in sample]
