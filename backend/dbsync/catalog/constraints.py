@@ -54,6 +54,8 @@ class Reference:
     columns: tuple[str, ...]
     target: tuple[str, str]  # (schema, table) referenced
     target_columns: tuple[str, ...]
+    # pg_constraint.confdeltype: a NO ACTION, r RESTRICT, c CASCADE, n SET NULL, d SET DEFAULT
+    on_delete: str = "a"
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Keys:
     primary: tuple[str, ...] = ()
     unique: set[str] = field(default_factory=set)  # columns of any unique index
     references: list[Reference] = field(default_factory=list)
+    unique_indexes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # index name → its key columns
 
 
 # An index's key columns in key order (unnest alone keeps no order a join must respect), without
@@ -71,12 +74,14 @@ _INDEX_KEY = sql.SQL("""ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINA
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.n
              WHERE k.i <= x.indnkeyatts ORDER BY k.i)""")
 _KEYS = sql.SQL("""
-SELECT n.nspname, c.relname, 'p', NULL::name, {index_key}, NULL::name, NULL::name, NULL::name[]
+SELECT n.nspname, c.relname, 'p', ic.relname, {index_key}, NULL::name, NULL::name, NULL::name[], NULL::"char"
 FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class ic ON ic.oid = x.indexrelid
 WHERE x.indisprimary AND {user_schema}
 UNION ALL
-SELECT n.nspname, c.relname, 'u', NULL, {index_key}, NULL, NULL, NULL
+SELECT n.nspname, c.relname, 'u', ic.relname, {index_key}, NULL, NULL, NULL, NULL
 FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class ic ON ic.oid = x.indexrelid
 WHERE x.indisunique AND NOT x.indisprimary AND {user_schema}
 UNION ALL
 SELECT n.nspname, c.relname, 'f', con.conname,
@@ -84,7 +89,8 @@ SELECT n.nspname, c.relname, 'f', con.conname,
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.n ORDER BY k.i),
        rn.nspname, r.relname,
        ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
-             JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = k.n ORDER BY k.i)
+             JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = k.n ORDER BY k.i),
+       con.confdeltype
 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class r ON r.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
 WHERE con.contype = 'f' AND con.conparentid = 0 AND {user_schema}
@@ -94,15 +100,15 @@ WHERE con.contype = 'f' AND con.conparentid = 0 AND {user_schema}
 def keys(cur) -> dict[tuple[str, str], Keys]:
     """(schema, table) → its primary key, unique columns and foreign keys, for every user table."""
     out: dict[tuple[str, str], Keys] = {}
-    for schema, table, kind, name, columns, rschema, rtable, rcolumns in fetch(cur, _KEYS):
+    for schema, table, kind, name, columns, rschema, rtable, rcolumns, on_delete in fetch(cur, _KEYS):
         k = out.setdefault((schema, table), Keys())
         if kind == "p":
             k.primary = tuple(columns)
+        if kind in ("p", "u"):
             k.unique.update(columns)
-        elif kind == "u":
-            k.unique.update(columns)
+            k.unique_indexes[name] = tuple(columns)
         else:
-            k.references.append(Reference(name, tuple(columns), (rschema, rtable), tuple(rcolumns)))
+            k.references.append(Reference(name, tuple(columns), (rschema, rtable), tuple(rcolumns), on_delete))
     return out
 
 
@@ -155,7 +161,7 @@ FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class r ON r.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
 WHERE con.contype = 'f' AND con.confrelid IN (SELECT oid FROM rels)
-  AND con.conrelid NOT IN (SELECT oid FROM rels)
+  AND con.conrelid NOT IN (SELECT oid FROM rels) AND NOT con.conrelid = ANY(%s::oid[])
 ORDER BY 1, 2
 """).format(with_rels=WITH_RELS)
 
@@ -180,7 +186,8 @@ def rebuildable_indexes(cur, table_oids: list[int]) -> list[Index]:
         return [Index(*row) for row in cur.fetchall()]
 
 
-def outside_references(cur, table_oids: list[int]) -> list[str]:
-    """Foreign keys from tables outside the set into it, as `referencing (constraint) references referenced`."""
-    cur.execute(_OUTSIDE_REFERENCES, (table_oids,))
+def outside_references(cur, table_oids: list[int], ignored: list[int] = ()) -> list[str]:
+    """Foreign keys from tables outside the set into it, as `referencing (constraint) references
+    referenced`; those of the `ignored` tables (the drift policy's, dbsync.sync.drift) left out."""
+    cur.execute(_OUTSIDE_REFERENCES, (table_oids, list(ignored)))
     return [f"{a} ({con}) references {b}" for a, con, b in cur.fetchall()]

@@ -10,9 +10,13 @@ import contextlib
 import psycopg2.extensions
 from psycopg2 import sql
 
-# User schemas only: not pg_catalog, pg_toast, pg_temp_N, information_schema. A regular
-# expression rather than LIKE, so the text has no `%` for the driver to mistake for a placeholder.
-USER_SCHEMA = sql.SQL("n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'")
+# The tool's own schema on staging (the sync's record, dbsync.sync.record; `mask`'s record): never
+# user data, so never synced, compared or reported as drift.
+TOOL_SCHEMA = "dbsync"
+# User schemas only: not pg_catalog, pg_toast, pg_temp_N, information_schema, nor the tool's own. A
+# regular expression rather than LIKE, so the text has no `%` for the driver to mistake for a placeholder.
+USER_SCHEMA = sql.SQL("n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' AND n.nspname <> {}").format(
+    sql.Literal(TOOL_SCHEMA))
 
 # A domain's ultimate base type (a domain over a domain over int is an int): `bt` is joined on
 # the column `a`.

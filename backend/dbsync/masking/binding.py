@@ -109,7 +109,27 @@ def _key_problems(catalog: Catalog, table: Table, rule: TableRule) -> list[str]:
         elif (table.key, column) in fed:
             problems.append(f"{where}: a rule on a sequence-fed column")
         elif keys and column in keys.unique and col_rule.strategy not in INJECTIVE:
-            problems.append(f"{where}: {col_rule.strategy} on a unique column would make duplicates")
+            problems.append(f"{where}: {col_rule.strategy} on a unique column would make duplicates"
+                            f" ({_unique_indexes(keys, column)})")
+    return problems
+
+
+def _unique_indexes(keys, column: str) -> str:
+    names = sorted(name for name, cols in keys.unique_indexes.items() if column in cols)
+    return f"unique index{'es' if len(names) > 1 else ''} {', '.join(map(shown_name, names))}"
+
+
+def duplicate_problems(plan: MaskingPlan, keys: dict, copied: dict[TableKey, list[str]]) -> list[str]:
+    """A strategy that can map two values to one, on a copied column that a unique index of
+    *staging* (`keys`: its catalog's keys) covers: the index rebuild would fail after the copy."""
+    problems = []
+    for key, masked in sorted(plan.tables.items()):
+        found = keys.get(key)
+        for column, rule in masked.rule.columns.items():
+            if (found and column in found.unique and column in copied.get(key, ()) and rule.strategy not in INJECTIVE
+                    and masked.copy_rows):
+                problems.append(f"{masked.table.label}.{shown_name(column)}: {rule.strategy} would make duplicates in"
+                                f" staging's {_unique_indexes(found, column)}")
     return problems
 
 
@@ -134,10 +154,12 @@ def _strategy(catalog: Catalog, rules: Rules, key: TableKey, column: str) -> str
     return "keep" if col is None else col.describe()
 
 
-def bind(rules: Rules | None, catalog: Catalog, table_keys: set[TableKey]) -> MaskingPlan:
-    """The rules against the catalog, for the tables being synced; DbSyncError listing every problem."""
+def bind(rules: Rules | None, catalog: Catalog, table_keys: set[TableKey],
+         copied: dict[TableKey, list[str]] | None = None) -> MaskingPlan:
+    """The rules against the catalog, for the tables being synced (`copied`: the columns that
+    travel, where not all do: the gate asks nothing of the others); DbSyncError listing every problem."""
     if rules is None:
-        return MaskingPlan(None, {}, _uncovered(None, catalog, table_keys))
+        return MaskingPlan(None, {}, _uncovered(None, catalog, table_keys, copied))
     problems: list[str] = []
     tables: dict[TableKey, MaskedTable] = {}
     for name, rule in rules.tables.items():
@@ -163,11 +185,12 @@ def bind(rules: Rules | None, catalog: Catalog, table_keys: set[TableKey]) -> Ma
     if problems:
         raise DbSyncError(f"the {rules.origin} cannot be used ({len(problems)} problem"
                           f"{'s' if len(problems) > 1 else ''}), nothing was written: " + "; ".join(problems))
-    return MaskingPlan(rules, {k: v for k, v in tables.items() if k in table_keys}, _uncovered(rules, catalog,
-                                                                                               table_keys))
+    return MaskingPlan(rules, {k: v for k, v in tables.items() if k in table_keys},
+                       _uncovered(rules, catalog, table_keys, copied))
 
 
-def _uncovered(rules: Rules | None, catalog: Catalog, table_keys: set[TableKey]) -> list[Uncovered]:
+def _uncovered(rules: Rules | None, catalog: Catalog, table_keys: set[TableKey],
+               copied: dict[TableKey, list[str]] | None = None) -> list[Uncovered]:
     """Columns the gate says hold personal data and that no rule covers (`keep` covers) nor
     `not_personal:` clears."""
     found = []
@@ -182,6 +205,8 @@ def _uncovered(rules: Rules | None, catalog: Catalog, table_keys: set[TableKey])
         for name, col in table.columns.items():
             if (rule and name in rule.columns) or (rules and rules.cleared(table.schema, table.name, name)):
                 continue
+            if copied is not None and name not in copied.get(key, ()) and not col.generated:
+                continue  # prod's own column: it never travels
             facts = gate.Column(table.name, name, col.type, name in referencing, tuple(table.columns))
             flagged = gate.flag(facts, rules.personal_data if rules else (), repeated)
             if flagged:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from dbsync.catalog import constraints, privileges
-from dbsync.errors import DbSyncError, pg_message
+from dbsync.errors import DbSyncError, pg_message, shown_name
 
 # -- lock table --------------------------------------------------------------------------------
 
@@ -58,6 +58,21 @@ def check_ownership(target_conn, table_oids: list[int], sequence_oids: list[int]
                       " so connect as their owner (or a member of the owning role)")
 
 
+# -- reading the source ---------------------------------------------------------------------------
+
+def check_source_select(source_conn, columns: list[tuple[int, str]]) -> None:
+    """The source role must read every column the sync copies (table oid, column): refused up
+    front, naming the role and every table, rather than at the first such table mid-copy."""
+    with source_conn.cursor() as cur:
+        tables = privileges.lacking_select(cur, columns)
+        if not tables:
+            return
+        me = privileges.current_user(cur)
+    raise DbSyncError(f"the source role {me} may not SELECT from {len(tables)} table(s) the sync copies:"
+                      f" {', '.join(tables)}; run on prod GRANT SELECT ON {', '.join(tables)} TO {shown_name(me)}"
+                      " (or leave them out with --table); nothing was written")
+
+
 # -- row-level security -------------------------------------------------------------------------
 
 def check_row_security(conn, table_oids: list[int], *, side: str) -> None:
@@ -90,11 +105,14 @@ def row_security_hint(exc) -> str:
 
 # -- foreign keys from outside the synced set ---------------------------------------------------
 
-def check_no_outside_references(source_conn, source_oids, target_conn, target_oids) -> None:
+def check_no_outside_references(source_conn, source_oids, target_conn, target_oids,
+                                ignored: tuple[list[int], list[int]] = ([], [])) -> None:
+    """`ignored`: (source, target) oids of the tables whose keys the drift policy handles."""
     found = []
-    for side, conn, oids in (("source", source_conn, source_oids), ("target", target_conn, target_oids)):
+    for side, conn, oids, skip in (("source", source_conn, source_oids, ignored[0]),
+                                   ("target", target_conn, target_oids, ignored[1])):
         with conn.cursor() as cur:
-            found += [f"{ref} on the {side}" for ref in constraints.outside_references(cur, oids)]
+            found += [f"{ref} on the {side}" for ref in constraints.outside_references(cur, oids, skip)]
     if found:
         raise DbSyncError("tables outside the synced set have foreign keys into it: " + "; ".join(found)
                           + " — add those tables with --table (or sync everything)")

@@ -1,19 +1,21 @@
 """Which tables the sync copies and how: each source table paired with its target table, the
-columns that travel, and whether binary COPY is safe; refused on any schema drift."""
+columns that travel, and whether binary COPY is safe; schema drift as the policy says
+(dbsync.sync.drift)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from psycopg2 import sql
 
 from dbsync import sqltext
 from dbsync.catalog import Catalog, Table
-from dbsync.compare import binary_safe, copy_columns, schema_differences
+from dbsync.compare import binary_safe, copy_columns
 from dbsync.errors import DbSyncError
 from dbsync.masking.binding import MaskedTable
+from dbsync.sync import drift as drifts
 from dbsync.sync.copy import copy_in_statement, copy_out_statement
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ class Unit:
     mode: str = "full"  # full (TRUNCATE + COPY) | delta | unchanged (an incremental sync)
     reason: str | None = None  # why an incremental sync copies it in full
     compared: Delta | None = None  # what an incremental sync's comparison found, for its apply
+    staging_only: list[str] = field(default_factory=list)  # staging's own columns, whose values are kept
 
     @property
     def label(self) -> str:
@@ -86,15 +89,35 @@ def choose_tables(source: Catalog, tables: Iterable[str] | None) -> list[Table]:
     return sorted(chosen, key=lambda t: (t.schema, t.name))
 
 
-def plan_units(source: Catalog, target: Catalog, tables: Iterable[str] | None, *, binary: bool) -> list[Unit]:
-    chosen = choose_tables(source, tables)
-    problems = [p for t in chosen for p in schema_differences(t, target.tables.get(t.key))]
-    if problems:
-        raise DbSyncError(f"the target's schema differs from the source's ({len(problems)} difference"
-                          f"{'s' if len(problems) > 1 else ''}), nothing was written: " + "; ".join(problems))
-    units = []
+def plan_units(source: Catalog, target: Catalog, tables: Iterable[str] | None, *, binary: bool,
+               policy: str = drifts.TOLERATE, exclude: Iterable[str] = ()) -> tuple[list[Unit], drifts.Drift]:
+    """The units, and the drift between the two schemas; DbSyncError listing every problem."""
+    exclude = list(exclude)
+    drift = drifts.Drift(policy=policy)
+    chosen = []
+    for t in choose_tables(source, tables):
+        if drifts.is_excluded(t, exclude):
+            drift.excluded.append(t.label)
+        else:
+            chosen.append(t)
+    drifts.refuse_empty(chosen, target)
+    drifts.staging_only(source, target, exclude, drift)
+    if policy == drifts.REFUSE:
+        drifts.raise_problems(drifts.refused(chosen, target))
+    problems, units = [], []
     for t in chosen:
-        tgt = target.tables[t.key]
-        cols = copy_columns(t)
-        units.append(Unit(t, tgt, cols, binary and binary_safe(t, tgt, cols)))
-    return units
+        tgt = target.tables.get(t.key)
+        if tgt is None:
+            if tables is not None:
+                problems.append(f"table {t.label} (named with --table) is missing on the target")
+            drift.prod_only_tables.append(t.label)
+            continue
+        cols, found = drifts.compare_table(t, tgt, drift)
+        problems += found
+        if policy == drifts.REFUSE:  # today's columns: every one prod has (all checked above)
+            cols = copy_columns(t)
+        units.append(Unit(t, tgt, cols, binary and binary_safe(t, tgt, cols),
+                          staging_only=[c for c in tgt.columns if c not in t.columns]))
+    problems += drifts.references_into_unwritten(target, units, drift)
+    drifts.raise_problems(problems)
+    return units, drift
