@@ -22,8 +22,17 @@ def reference() -> str:
     commands = parser._subparsers._group_actions[0].choices
     parts = ["```text\n" + parser.format_help().strip() + "\n```"]
     for name, command in commands.items():
-        parts.append(f"### `db-sync {name}`\n\n```text\n{command.format_help().strip()}\n```")
+        parts += _sections(f"db-sync {name}", command)
     return "\n\n".join(parts)
+
+
+def _sections(prog: str, command) -> list[str]:
+    """The command's help, then each of its own subcommands' (`db-sync rules init`)."""
+    parts = [f"### `{prog}`\n\n```text\n{command.format_help().strip()}\n```"]
+    nested = command._subparsers._group_actions[0].choices if command._subparsers else {}
+    for name, sub in nested.items():
+        parts += _sections(f"{prog} {name}", sub)
+    return parts
 
 
 def rewritten(text: str) -> str:

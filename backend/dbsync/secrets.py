@@ -17,9 +17,17 @@ from dbsync.errors import DbSyncError
 SECRET_MAX_AGE_SECONDS = 300
 
 
+# The AWS libraries are the `aws` extra: `pip install .` alone brings the engine without them.
+NEEDS_AWS_EXTRA = "pip install 'book-collection-dbsync[aws]' (with pipx: pipx install '.[aws]')"
+
+
 def fetch_secret(secret_arn: str, *, force_fetch: bool = False) -> str:
-    from aws_lambda_powertools.utilities import parameters
-    from botocore.exceptions import BotoCoreError, ClientError
+    try:
+        from aws_lambda_powertools.utilities import parameters
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        raise DbSyncError(f"reading secret {secret_arn} needs the AWS libraries, not installed: {NEEDS_AWS_EXTRA}"
+                          ) from None
 
     try:
         return parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS, force_fetch=force_fetch)

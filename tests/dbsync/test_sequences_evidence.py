@@ -73,6 +73,8 @@ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND a.
 ORDER BY 1, 2
 """
 TRIGGER_FED = {("ci_builds_100", "id"), ("p_ci_builds", "id"), ("ci_runners", "id")}
+# check-sequences lists a partitioned table once, not once per partition.
+CHECKED = TRIGGER_FED - {("ci_builds_100", "id")}
 
 
 def gitlab_like(make_db, name: str) -> str:
@@ -136,7 +138,7 @@ def test_plain_check_is_green_on_a_healthy_gitlab_like_database(make_db, capsys)
 def test_reset_positions_trigger_fed_sequences_and_creates_nothing(make_db, connect_db, capsys):
     prod = gitlab_like(make_db, "ev_reset")
     execute(prod, "SELECT setval('ci_builds_id_seq', 2)", "SELECT setval('runner_ids', 1)")  # behind the data
-    assert {(p["table"], p["column"]) for p in check_report(connect_db(prod))["problems"]} == TRIGGER_FED
+    assert {(p["table"], p["column"]) for p in check_report(connect_db(prod))["problems"]} == CHECKED
     before = query(prod, FEEDING)
     code, out = cli_json(capsys, "reset-sequences", "--dsn", prod)
     assert code == 0 and out["counts"]["sequence_created"] == 0 and out["counts"]["unverifiable"] == 2
@@ -209,7 +211,7 @@ def test_a_sync_of_the_old_syncs_staging_reports_every_schema_change(make_db, ca
     code, report = cli_json(capsys, "check-sequences", "--dsn", staging, "--source", prod)
     assert code == 1 and report["unverifiable"] == []
     flagged = {(p["table"], p["column"]) for p in report["problems"]}
-    assert flagged == TRIGGER_FED | {("books", "id"), ("reviews", "id")}
+    assert flagged == CHECKED | {("books", "id"), ("reviews", "id")}
     before = {row[:2]: row[2:] for row in query(staging, FEEDING)}
 
     result = sync_databases(prod, staging)
@@ -223,5 +225,5 @@ def test_a_sync_of_the_old_syncs_staging_reports_every_schema_change(make_db, ca
                 and "ci_" in c["object"]]
     # Staging has no trigger (the old sync dropped it): prod says the column is still unfed there.
     code, report = cli_json(capsys, "check-sequences", "--dsn", staging, "--source", prod)
-    assert code == 1 and {(p["table"], p["column"]) for p in report["problems"]} == TRIGGER_FED
+    assert code == 1 and {(p["table"], p["column"]) for p in report["problems"]} == CHECKED
     assert all("staging does not" in p["problem"] for p in report["problems"])

@@ -72,6 +72,25 @@ def not_ours(cur, table_oids: list[int], sequence_oids: list[int]) -> list[tuple
 
 # Tables whose policies would apply to the current role (PostgreSQL's check_enable_rls): RLS on,
 # the role neither superuser nor BYPASSRLS, and either not the owner or the owner under FORCE.
+# (table, column) pairs the current role may not SELECT: a table-level grant covers every
+# column, a column grant only its own.
+_LACKING_SELECT = """
+SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+FROM unnest(%s::oid[], %s::text[]) AS p(oid, col)
+JOIN pg_class c ON c.oid = p.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT has_column_privilege(p.oid, p.col, 'SELECT')
+ORDER BY 1
+"""
+
+
+def lacking_select(cur, columns: list[tuple[int, str]]) -> list[str]:
+    """The tables, of these (table oid, column) pairs, with a column the current role may not read."""
+    if not columns:
+        return []
+    cur.execute(_LACKING_SELECT, ([oid for oid, _ in columns], [col for _, col in columns]))
+    return [r[0] for r in cur.fetchall()]
+
+
 _RLS_APPLIES = """
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

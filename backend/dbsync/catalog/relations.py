@@ -52,6 +52,33 @@ def relation_bytes(cur, table_oids: list[int]) -> int:
     return int(cur.fetchone()[0])
 
 
+# The planner's row estimate of each table: reltuples, -1 for a table never analysed (or
+# vacuumed); a partitioned table's own is always -1, so its estimate is the sum of its leaf
+# partitions' (those analysed).
+_ROW_ESTIMATES = sql.SQL("""
+WITH RECURSIVE rels(oid, top) AS (
+    SELECT o, o FROM unnest(%s::oid[]) o
+  UNION
+    SELECT i.inhrelid, r.top FROM pg_inherits i JOIN rels r ON i.inhparent = r.oid
+    JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relispartition
+)
+SELECT r.top, sum(c.reltuples) FROM rels r JOIN pg_class c ON c.oid = r.oid
+WHERE c.relkind = 'r' AND c.reltuples >= 0
+GROUP BY r.top
+""")
+
+
+def row_estimates(cur, table_oids: list[int]) -> dict[int, int]:
+    """oid → the planner's estimate of its rows; a table never analysed is missing."""
+    cur.execute(_ROW_ESTIMATES, (table_oids,))
+    return {oid: int(n) for oid, n in cur.fetchall()}
+
+
+def partition_roots(cur) -> dict[tuple[str, str], tuple[str, str]]:
+    """(schema, table) of every partition → the top-level partitioned table that holds it."""
+    return {(cs, cn): (rs, rn) for cs, cn, rs, rn in fetch(cur, _PARTITION_ROOTS)}
+
+
 def read_tables(cur) -> dict[int, Table]:
     """oid → every plain and partitioned table of the user schemas, with its columns."""
     tables = {row[0]: Table(*row) for row in fetch(cur, _TABLES)}

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dbsync.catalog import Feed
 from dbsync.catalog import sequences as seqcat
 from dbsync.catalog.privileges import insert_grantees, lacking_usage
+from dbsync.catalog.relations import partition_roots
+from dbsync.errors import shown_name
 from dbsync.results import SequenceCheck, SequenceProblem, UnverifiableKey
 from dbsync.sequences.plan import UNVERIFIABLE_NOTE, EnginePlan, PlanItem, SequencePlan, plan
 from dbsync.sequences.session import EngineSession
@@ -133,9 +135,11 @@ def check_report(conn, *, schemas: list[str] | None = None, source=None,
         for (schema, table, column), role, sequence in _inserters_without_usage(session, schemas):
             entry = by_column.get((schema, table, column)) or SequenceProblem(
                 schema=schema, table=table, column=column, sequence=sequence)
-            problems.append(SequenceProblem(**entry, problem=(
-                f"role {role} may INSERT into {table} but has no USAGE on {sequence}:"
-                " its INSERTs fail (GRANT USAGE, SELECT ON SEQUENCE … TO it)")))
+            # reset-sequences cannot fix this: only a grant can.
+            grant = f"GRANT USAGE ON SEQUENCE {sequence} TO {shown_name(role)}"
+            problems.append(SequenceProblem(**entry, grant=grant, problem=(
+                f"role {role} may INSERT into {table} but has no USAGE on {sequence}: its INSERTs fail until {grant}")))
+        problems = _once_per_partitioned_table(problems, partition_roots(session.cur))
         problems.sort(key=lambda p: (p["schema"], p["table"], p["column"]))
         unverifiable = [UnverifiableKey(schema=f.schema, table=f.table, column=f.column, note=UNVERIFIABLE_NOTE)
                         for f in planned.unverifiable]
@@ -144,6 +148,14 @@ def check_report(conn, *, schemas: list[str] | None = None, source=None,
         if not session.in_transaction:
             conn.rollback()
         session.close()
+
+
+def _once_per_partitioned_table(problems: list[SequenceProblem], roots: dict) -> list[SequenceProblem]:
+    """A partition inherits its parent's default, so the parent's problem is every partition's
+    too: listed once, on the partitioned table (a partition's own problem stays)."""
+    on_roots = {(p["schema"], p["table"], p["column"]) for p in problems if (p["schema"], p["table"]) not in roots}
+    return [p for p in problems if (p["schema"], p["table"]) not in roots
+            or (*roots[(p["schema"], p["table"])], p["column"]) not in on_roots]
 
 
 def check_sequences(conn, *, schemas: list[str] | None = None, source=None,

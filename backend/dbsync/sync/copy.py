@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from psycopg2 import sql
@@ -20,6 +21,10 @@ from dbsync.sync.budget import BudgetExceeded
 
 CHUNK_BYTES = 256 * 1024
 QUEUE_CHUNKS = 8  # memory bound: QUEUE_CHUNKS × CHUNK_BYTES in flight, plus one chunk each side
+PROGRESS_EVERY = 0.25  # seconds between two progress reports of one copy
+
+# (rows, bytes) the source has sent so far: called in the caller's thread, during the copy.
+CopyProgress = Callable[[int, int], None]
 
 
 class _ConsumerGone(Exception):
@@ -34,7 +39,7 @@ class ChunkPipe:
     """File-like on both ends: write() for the source COPY, read() for the target COPY."""
 
     def __init__(self, chunk_bytes: int = CHUNK_BYTES, max_chunks: int = QUEUE_CHUNKS,
-                 stop_at: float | None = None):
+                 stop_at: float | None = None, on_progress: CopyProgress | None = None):
         self._queue: queue.Queue = queue.Queue(maxsize=max_chunks)
         self._parts: list[bytes] = []
         self._size = 0
@@ -44,9 +49,17 @@ class ChunkPipe:
         self.bytes = 0
         self.stop_at = stop_at  # time.perf_counter() past which the copy gives up (the time budget)
         self.out_of_time = False
+        # libpq hands psycopg2 one row per CopyData message and psycopg2 makes one write() of
+        # each, so counting writes counts rows at no cost (binary COPY's trailer adds one at the end).
+        self.rows = 0
+        self.sent = 0  # bytes written by the source so far: ahead of `bytes` by what is queued
+        self._on_progress = on_progress
+        self._reported = time.perf_counter()
 
     # producer side
     def write(self, data: bytes) -> None:
+        self.rows += 1
+        self.sent += len(data)
         self._parts.append(data)
         self._size += len(data)
         if self._size >= self._chunk_bytes:
@@ -86,7 +99,7 @@ class ChunkPipe:
         if self.stop_at is not None and time.perf_counter() >= self.stop_at:
             self.out_of_time = True
             raise BudgetExceeded("the copy ran out of its time budget")
-        item = self._queue.get()
+        item = self._next()
         if item is _EOF:
             self._eof = True
             return b""
@@ -95,6 +108,21 @@ class ChunkPipe:
             raise item
         self.bytes += len(item)
         return item
+
+    def _next(self):
+        """The next chunk; meanwhile, with a progress callback, report every PROGRESS_EVERY seconds
+        even when no chunk comes (a slow source fills its first 256 KB slowly)."""
+        if self._on_progress is None:
+            return self._queue.get()
+        while True:
+            now = time.perf_counter()
+            if now - self._reported >= PROGRESS_EVERY:
+                self._reported = now
+                self._on_progress(self.rows, self.sent)
+            try:
+                return self._queue.get(timeout=PROGRESS_EVERY)
+            except queue.Empty:
+                continue
 
     def close(self) -> None:
         """The consumer is done (or failed): unblock the producer."""
@@ -150,12 +178,13 @@ def copy_in_statement(table_ident: sql.Composable, columns: list[str], *, binary
 
 
 def stream_copy(source_conn, target_conn, copy_out: sql.Composed, copy_in: sql.Composed, *,
-                binary: bool = False, stop_at: float | None = None) -> CopyResult:
+                binary: bool = False, stop_at: float | None = None,
+                on_progress: CopyProgress | None = None) -> CopyResult:
     """Run both COPYs at once through a ChunkPipe. Raises SourceCopyError if the source side
     failed, BudgetExceeded if `stop_at` (a perf_counter() time) passed first, or the target's
     psycopg2 error if the target side failed; in every case the caller rolls back (the target
-    transaction is aborted by then)."""
-    pipe = ChunkPipe(stop_at=stop_at)
+    transaction is aborted by then). `on_progress` hears the rows and bytes sent so far."""
+    pipe = ChunkPipe(stop_at=stop_at, on_progress=on_progress)
     out_text = copy_out.as_string(source_conn)
     in_text = copy_in.as_string(target_conn)
     outcome: dict = {}
