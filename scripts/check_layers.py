@@ -1,9 +1,9 @@
 """The layers of backend/, held to the code: `make lint` runs this and fails on an import that
 goes up a layer, or on an import cycle between modules.
 
-    edges      dbsync.cli, lambdas, app              read the settings, call one service
+    edges      dbsync.cli, progress, lambdas, app    read the settings, call one service; show progress
     settings   dbsync.settings, secrets, metrics     the environment, Secrets Manager, CloudWatch
-    sync       dbsync.sync                           the run and its phases
+    sync       dbsync.sync, verify                   the run and its phases; verify, which checks its result
     services   dbsync.masking, sequences, safety,    what the sync (and mask, check-rules,
                align, compare                        reset-sequences) are made of
     catalog    dbsync.catalog                        reads pg_catalog, never writes
@@ -28,9 +28,9 @@ from pathlib import Path
 
 # Highest first; a module belongs to the first (longest) prefix that names it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("edges", ("dbsync.cli", "lambdas", "app")),
+    ("edges", ("dbsync.cli", "dbsync.progress", "lambdas", "app")),
     ("settings", ("dbsync.settings", "dbsync.secrets", "dbsync.metrics")),
-    ("sync", ("dbsync.sync",)),
+    ("sync", ("dbsync.sync", "dbsync.verify")),
     ("services", ("dbsync.masking", "dbsync.sequences", "dbsync.safety", "dbsync.align", "dbsync.compare")),
     ("catalog", ("dbsync.catalog",)),
     ("db", ("dbsync.connect", "dbsync.sessions", "dbsync.interrupt", "dbsync.sqltext")),

@@ -135,7 +135,12 @@ def cmd_check_sequences(args) -> int:
         print(_table(problems, [("schema", "schema"), ("table", "table"), ("column", "column"),
                                 ("sequence", "sequence"), ("problem", "problem")]))
         fix = "`db-sync sync` from prod" if source else "`db-sync reset-sequences`"
-        print(f"{len(problems)} column(s) would fail or collide on INSERT: run {fix}")
+        grants = sorted({p["grant"] for p in problems if p.get("grant")})
+        others = {(p["schema"], p["table"], p["column"]) for p in problems if not p.get("grant")}
+        if others:
+            print(f"{len(others)} column(s) would fail or collide on INSERT: run {fix}")
+        if grants:
+            print(f"{len(grants)} missing USAGE grant(s), which only a GRANT fixes: run " + "; ".join(grants))
     else:
         print("ok: every sequence-fed column takes its next INSERT" + (", fed as prod feeds it" if source else ""))
     if unverifiable:
@@ -159,34 +164,38 @@ def cmd_sync(args) -> int:
 
 
 def _sync(args, record) -> int:
-    """The sync itself; a progress line per table on a terminal."""
+    """The sync itself; its progress on stderr (dbsync.progress), a summary table on a terminal."""
+    from dbsync.progress import reporter
+    from dbsync.settings import RULES_OPT_OUT, SourceDatabaseSettings, TargetDatabaseSettings
     from dbsync.sync import sync_databases
-
-    def progress(event: dict) -> None:
-        if event.get("event") == "table_done" and sys.stderr.isatty():
-            mb = event["bytes"] / 2**20
-            rate = mb / event["seconds"] if event["seconds"] else 0.0
-            print(f"  [{event['index']}/{event['count']}] {event['table']}: {event['rows']} rows,"
-                  f" {mb:.1f} MB, {rate:.1f} MB/s", file=sys.stderr, flush=True)
-
-    from dbsync.settings import SourceDatabaseSettings, TargetDatabaseSettings
     from dbsync.sync.budget import Deadline
 
-    source = args.source or SourceDatabaseSettings.load().required()
-    target = args.target or TargetDatabaseSettings.load().required()
+    source = args.source or SourceDatabaseSettings.load().required(option="--source")
+    target = args.target or TargetDatabaseSettings.load().required(option="--target")
     settings = _settings(sync_rules_file=args.rules, sync_max_seconds=args.max_seconds,
-                         sync_mode="incremental" if args.incremental else None)
+                         sync_mode="incremental" if args.incremental else None, sync_schema_drift=args.schema_drift,
+                         sync_delete_orphans=args.delete_orphans or None, sync_verify=args.verify or None)
     seconds = settings.sync_max_seconds
     rules = settings.rules()
-    result = sync_databases(source, target, tables=args.table, dry_run=args.dry_run, progress=progress,
-                            rules=rules, masking_key=settings.masking_key(),
-                            deadline=None if seconds is None else Deadline(args.started + seconds, seconds),
-                            incremental=settings.incremental, allowlist=settings.sync_target_allowlist,
-                            lock_timeout=settings.lock_timeout)
+    progress = reporter(sys.stderr, quiet=args.quiet)
+    try:
+        result = sync_databases(source, target, tables=args.table, dry_run=args.dry_run, progress=progress,
+                                rules=rules, masking_key=settings.masking_key(),
+                                deadline=None if seconds is None else Deadline(args.started + seconds, seconds),
+                                incremental=settings.incremental, allowlist=settings.sync_target_allowlist,
+                                lock_timeout=settings.lock_timeout, schema_drift=settings.sync_schema_drift,
+                                delete_orphans=settings.sync_delete_orphans,
+                                exclude=settings.exclude(args.exclude_table), verify=settings.sync_verify)
+    finally:
+        if progress is not None:
+            progress.close()
     record(result)
     for warning in result.get("warnings", []):
         print(f"db-sync: warning: {warning}", file=sys.stderr)
-    if rules is None:
+    if rules is None and (settings.sync_rules_file or "").lower() == RULES_OPT_OUT:
+        print(f"db-sync: masking is off by choice (SYNC_RULES_FILE={settings.sync_rules_file}): rows travel as they"
+              " are", file=sys.stderr)
+    elif rules is None:
         uncovered = result.get("masking", {}).get("uncovered") or []
         print("db-sync: warning: no masking rules (--rules or SYNC_RULES_FILE), so rows travel as they are"
               + (f"; personal-data columns among them: {', '.join(uncovered)}" if uncovered else ""), file=sys.stderr)
@@ -205,6 +214,10 @@ def _sync(args, record) -> int:
               f"{budget}; nothing was written")
         return EXIT_OK if fits else EXIT_DOES_NOT_FIT
     else:
+        if sys.stdout.isatty() and not args.quiet:
+            from dbsync.progress import summary
+
+            print(summary(result))
         changed = [s for s in result["sequences_reset"] if s["action"] != "unchanged"]
         modes = [t.get("mode", "full") for t in result["tables"]]
         if any(m != "full" for m in modes):
@@ -225,10 +238,11 @@ def _rules_required(settings):
 
 def cmd_check_rules(args) -> int:
     """Every column of the database: the rule that applies, `uncovered`, or copied as it is; every
-    fragment proved IMMUTABLE on the target, or `unchecked` without one."""
+    fragment proved IMMUTABLE on the target, or `unchecked` without one. Without a rules file,
+    the columns a rules file must cover."""
     from dbsync.masking.service import rules_report
 
-    rules = _rules_required(_settings(sync_rules_file=args.rules))
+    rules = _settings(sync_rules_file=args.rules).rules()
     conn = _connect(_dsn(args), role="database")
     try:
         target = _rules_target(args)
@@ -258,6 +272,13 @@ def _rules_target(args):
 
 
 def _print_rules_report(report: dict) -> None:
+    if report["rules"] is None:
+        bad = [c for c in report["columns"] if c["rule"] == "uncovered"]
+        if bad:
+            print(_table(bad, [("table", "table"), ("column", "column"), ("flagged_by", "flagged by")]))
+        print(f"no rules file: {len(bad)} column(s) need a rule"
+              + (" (`db-sync rules init --source URL` drafts one)" if bad else ""))
+        return
     print(_table(report["columns"], [("table", "table"), ("column", "column"), ("rule", "rule"),
                                       ("flagged_by", "flagged by")]))
     if report["fragments"]:
@@ -274,6 +295,106 @@ def _print_rules_report(report: dict) -> None:
     if report["ok"]:
         print("ok: every personal-data column has a rule" + (", every fragment is IMMUTABLE" if report["fragments"]
                                                              else ""))
+
+
+def _source(args):
+    """--source, else SOURCE_* (prod): a DSN or the settings that connect to it."""
+    from dbsync.settings import SourceDatabaseSettings
+
+    return args.source or SourceDatabaseSettings.load().required(option="--source")
+
+
+def cmd_rules_init(args) -> int:
+    """A rules file drafted from prod's catalog, for a person to review (dbsync.masking.draft)."""
+    from pathlib import Path
+
+    from dbsync.masking.draft import draft_source
+    from dbsync.masking.rules import TODO
+
+    out = Path(args.output) if args.output else None
+    if out is not None and out.exists():
+        raise DbSyncError(f"{out} exists: rules init does not overwrite a rules file; pass another --output")
+    lines, text = draft_source(_source(args), lock_timeout=_lock_timeout())
+    drafted, todo = len(lines), sum(d.strategy == TODO for d in lines)
+    if out is None:
+        print(text, end="")
+    else:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise DbSyncError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"db-sync: drafted a rule for {drafted} flagged column(s)" + (f", {todo} left TODO" if todo else "")
+          + f"{f' in {out}' if out else ''}: review each line, then run db-sync check-rules", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    """Staging against prod (dbsync.verify): one line per finding, or the report as JSON; the
+    VerifyFindings and PersonalDataLeaks metrics with SYNC_METRICS=cloudwatch."""
+    from dbsync.metrics import publisher_from_env, verify_values
+    from dbsync.settings import SourceDatabaseSettings, TargetDatabaseSettings
+    from dbsync.sync.budget import Deadline
+    from dbsync.verify import verify_databases
+    from dbsync.verify.report import lines
+
+    source = args.source or SourceDatabaseSettings.load().required(option="--source")
+    target = args.target or TargetDatabaseSettings.load().required(option="--target")
+    settings = _settings(sync_rules_file=args.rules)
+    seconds = settings.sync_max_seconds
+    publish = publisher_from_env()
+    report = verify_databases(source, target, rules=settings.rules(), masking_key=settings.masking_key(),
+                              tables=args.table, strict=args.strict, allowlist=settings.sync_target_allowlist,
+                              lock_timeout=settings.lock_timeout,
+                              deadline=None if seconds is None else Deadline(args.started + seconds, seconds))
+    if publish is not None:
+        try:
+            publish(verify_values(report))
+        except Exception as exc:  # noqa: BLE001 - metrics never change the verdict
+            print(f"db-sync: warning: the verify's metrics were not published: {type(exc).__name__}", file=sys.stderr)
+    print(json.dumps(report, indent=2) if args.json else "\n".join(lines(report)))
+    return EXIT_OK if report["ok"] else EXIT_FINDINGS
+
+
+PREVIEW_WIDTH = 60  # characters of a value a preview shows
+
+
+def cmd_preview(args) -> int:
+    """Rows as they would arrive on staging, masked by prod's server in a read-only snapshot
+    (dbsync.masking.preview); prod's raw values beside only with --show-raw, on a terminal."""
+    from dbsync.masking.preview import preview
+
+    if args.show_raw and (args.json or not sys.stdout.isatty()):
+        raise DbSyncError("--show-raw prints prod's raw personal data: only on a terminal, never with --json or"
+                          " into a file or pipe")
+    settings = _settings(sync_rules_file=args.rules)
+    tables = preview(_source(args), _rules_required(settings), settings.masking_key(), tables=args.table,
+                     limit=args.limit, raw=args.show_raw, lock_timeout=settings.lock_timeout)
+    if args.json:
+        print(json.dumps({"tables": tables}, indent=2, default=str))
+        return EXIT_OK
+    for i, entry in enumerate(tables):
+        print(("\n" if i else "") + f"{entry['table']}: " + (f"masked {', '.join(entry['masked'])}" if entry["masked"]
+                                                          else "nothing masked"))
+        if entry.get("note"):
+            print(f"  {entry['note']}")
+            continue
+        print(_table(_preview_cells(entry), [(c, c) for c in entry["columns"]]) if entry["rows"] else "  (no rows)")
+    print("\npreview: nothing was written; values as the sync would copy them to staging")
+    return EXIT_OK
+
+
+def _preview_cells(entry: dict) -> list[dict]:
+    def cell(value) -> str:
+        text = "NULL" if value is None else str(value).replace("\n", " ")
+        return text if len(text) <= PREVIEW_WIDTH else text[:PREVIEW_WIDTH - 1] + "…"
+
+    rows = []
+    for n, row in enumerate(entry["rows"]):
+        shown = {c: cell(v) for c, v in zip(entry["columns"], row, strict=True)}
+        for c in entry["masked"] if "raw" in entry else ():
+            shown[c] += f" (was {cell(entry['raw'][n][entry['columns'].index(c)])})"
+        rows.append(shown)
+    return rows
 
 
 def cmd_mask(args) -> int:
@@ -295,8 +416,29 @@ def cmd_mask(args) -> int:
     return EXIT_OK
 
 
+class _Version(argparse.Action):
+    """--version: the installed distribution's version, read only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):  # noqa: A002
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version(DISTRIBUTION)
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            found = "(not installed)"
+        print(f"db-sync {found}")
+        parser.exit()
+
+
+DISTRIBUTION = "book-collection-dbsync"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="db-sync", description="Refresh staging from prod and keep it working.")
+    parser.add_argument("--version", action=_Version, help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("reset-sequences", help="move every sequence past its data; restore lost defaults",
@@ -341,9 +483,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write only the rows that differ, keeping staging readable (default: $SYNC_MODE)")
     p.add_argument("--max-seconds", type=float, metavar="N",
                    help="time budget: stop, rolled back, before N seconds (default: $SYNC_MAX_SECONDS; none)")
+    p.add_argument("--schema-drift", choices=("tolerate", "refuse"),
+                   help="where staging's schema differs from prod's: copy what both have and keep staging's own"
+                   " (tolerate), or refuse listing every difference (default: $SYNC_SCHEMA_DRIFT, else tolerate)")
+    p.add_argument("--delete-orphans", action="store_true",
+                   help="delete staging's own rows left referencing rows prod lacks under NO ACTION/RESTRICT"
+                   " keys, instead of refusing (default: $SYNC_DELETE_ORPHANS)")
+    p.add_argument("--exclude-table", action="append", metavar="PATTERN",
+                   help="leave tables matching this shell-style glob on schema.table alone, as staging's own"
+                   " (repeatable; added to $SYNC_EXCLUDE_TABLES and the rules' exclude:)")
+    p.add_argument("--verify", action="store_true",
+                   help="before the COMMIT, compare every synced row with prod's as the rules mask it; a difference"
+                   " fails the sync, rolled back (reads every row; default: $SYNC_VERIFY, else off)")
     p.add_argument("--dry-run", action="store_true",
                    help="run the guards and checks, estimate the duration, write nothing")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress (on a terminal, live; else a line every few"
+                   " seconds) and no summary table")
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("check-rules", help="the masking rule of every column (exit 1 if one is uncovered)",
@@ -357,6 +513,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", metavar="FILE", help="masking rules (default: $SYNC_RULES_FILE)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=cmd_check_rules)
+
+    p = sub.add_parser("rules", help="draft a rules file (rules init)",
+                       description="Masking rules files: `rules init` drafts one from prod's catalog.")
+    rules_sub = p.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    p = rules_sub.add_parser("init", help="draft a rules file from prod's catalog: a rule for every flagged column",
+                             description="Draft a rules file from the source's catalog: every column the gate flags,"
+                                         " with a strategy that fits its type, length and unique indexes and a"
+                                         " comment saying why it was flagged; never keep. Where none fits: null if"
+                                         " the column is nullable, else TODO, which check-rules refuses until a"
+                                         " person decides. Reads the catalog only, writes nothing to the database.")
+    p.add_argument("--source", metavar="URL", help="prod (read only) (default: $SOURCE_DATABASE_URL or"
+                   " $SOURCE_DB_SECRET_ARN)")
+    p.add_argument("--output", metavar="FILE", help="write the draft here (refused if it exists); default: stdout")
+    p.add_argument("--debug", action="store_true", help="add the traceback to a failure's one line")
+    p.set_defaults(func=cmd_rules_init)
+
+    p = sub.add_parser("verify", help="prove staging is what prod masks to (exit 1 on findings)",
+                       description="Compare staging's synced tables with prod's rows as the rules mask them"
+                                   " (every row, by key-range summaries), attribute each difference with the"
+                                   " sync's record, look for raw personal data and check staging's integrity"
+                                   " (foreign keys, NOT VALID constraints, sequences, the record). Nothing is"
+                                   " written on prod; temporary tables on staging only. Exit 0 clean, 1 findings,"
+                                   " 2 could not verify.")
+    p.add_argument("--source", metavar="URL", help="prod (read only) (default: $SOURCE_DATABASE_URL or"
+                   " $SOURCE_DB_SECRET_ARN)")
+    p.add_argument("--target", metavar="URL", help="staging (default: $TARGET_DATABASE_URL or $TARGET_DB_SECRET_ARN)")
+    p.add_argument("--rules", metavar="FILE", help="masking rules (default: $SYNC_RULES_FILE; `none`: no masking,"
+                   " the personal-data checks skipped); the key comes from $SYNC_MASKING_KEY or"
+                   " $SYNC_MASKING_KEY_SECRET_ARN")
+    p.add_argument("--table", action="append", metavar="T",
+                   help="only this table (schema.table or table; repeatable); default: every synced table")
+    p.add_argument("--strict", action="store_true",
+                   help="every difference is a finding, also those prod or staging wrote since the last sync")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("preview", help="a few rows per table as they would arrive on staging, masked",
+                       description="Rows of each table as the sync would copy them to staging: masked by the"
+                                   " source's server with the rules, in a read-only snapshot; nothing is written."
+                                   " Prod's raw values are shown beside only with --show-raw, on a terminal.")
+    p.add_argument("--source", metavar="URL", help="prod (read only) (default: $SOURCE_DATABASE_URL or"
+                   " $SOURCE_DB_SECRET_ARN)")
+    p.add_argument("--rules", metavar="FILE", help="masking rules (default: $SYNC_RULES_FILE); the key comes from"
+                   " $SYNC_MASKING_KEY or $SYNC_MASKING_KEY_SECRET_ARN")
+    p.add_argument("--table", action="append", metavar="T", help="only this table (repeatable); default: every table")
+    p.add_argument("--limit", type=int, default=5, metavar="N", help="rows per table (default: 5)")
+    p.add_argument("--show-raw", action="store_true", help="show prod's raw value beside each masked one (only on a"
+                   " terminal; never with --json)")
+    p.add_argument("--json", action="store_true", help="JSON output (masked values only)")
+    p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser("mask", help="apply the masking rules in place, in one transaction",
                        description="Mask a database that holds prod's raw rows (a restored snapshot) with the"

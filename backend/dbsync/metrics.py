@@ -1,10 +1,13 @@
 """The sync's CloudWatch metrics: what one run reports, and the two ways it reaches CloudWatch.
 
 After a sync of every table (a *refresh*): `SyncSeconds`, `RowsCopied`, `BytesCopied`,
-`SequencesReset`, `SyncWarnings` and `SyncSucceeded` = 1; after a refresh that failed, `SyncSucceeded` = 0 alone.
+`SequencesReset`, `SyncWarnings`, `ProdOnlyObjects` (prod's tables and columns staging lacks, not
+copied: the drift policy must not let the synced set shrink unseen) and `SyncSucceeded` = 1;
+after a refresh that failed, `SyncSucceeded` = 0 alone.
 A sync narrowed to some tables is not a refresh: it reports the first four, never
 `SyncSucceeded` (the freshness alarm must not count it), and nothing when it fails. A dry run
-and the sequence check report nothing.
+and the sequence check report nothing. A verify (dbsync.verify) reports `VerifyFindings` and
+`PersonalDataLeaks`.
 
 Namespace `DbSync` unless POWERTOOLS_METRICS_NAMESPACE names another (the template sets it);
 one dimension, `service` = `db_sync`, on every metric, so that the freshness alarm watches the
@@ -33,7 +36,8 @@ DIMENSIONS = {"service": SERVICE}
 
 # name → CloudWatch unit
 UNITS = {"SyncSeconds": "Seconds", "RowsCopied": "Count", "BytesCopied": "Bytes", "SequencesReset": "Count",
-         "SyncWarnings": "Count", "SyncSucceeded": "Count"}
+         "SyncWarnings": "Count", "ProdOnlyObjects": "Count", "SyncSucceeded": "Count", "VerifyFindings": "Count",
+         "PersonalDataLeaks": "Count"}
 
 METRICS_OPTIONS = ("cloudwatch", "none")
 
@@ -53,16 +57,25 @@ def counts_as_refresh(tables, dry_run: bool) -> bool:
 
 def sync_values(result: Mapping, *, refresh: bool) -> Values:
     """The metric values of a sync that returned `result` (dbsync.sync's report)."""
+    drift = result.get("schema_drift") or {}
     values = {
         "SyncSeconds": float(result["timings"]["total"]),
         "RowsCopied": float(sum(t.get("rows", 0) for t in result["tables"])),
         "BytesCopied": float(sum(t.get("bytes", 0) for t in result["tables"])),
         "SequencesReset": float(len(result["sequences_reset"])),
         "SyncWarnings": float(len(result.get("warnings", []))),  # e.g. the sync's record not written
+        "ProdOnlyObjects": float(sum(len(drift.get(k, [])) for k in ("prod_only_tables", "prod_only_columns"))),
     }
     if refresh:
         values["SyncSucceeded"] = 1.0
     return values
+
+
+def verify_values(report: Mapping) -> Values:
+    """What a verify reports (dbsync.verify): its findings, and among them raw personal data on
+    staging (each alarmed, template.yaml)."""
+    return {"VerifyFindings": float(len(report["findings"])),
+            "PersonalDataLeaks": float(sum(1 for f in report["findings"] if f["kind"] == "personal_data"))}
 
 
 def failure_values() -> Values:
@@ -83,7 +96,13 @@ def publish_emf(values: Values) -> None:
 def publish_cloudwatch(values: Values, client=None) -> None:
     """The Fargate task's publisher: one PutMetricData call, same namespace and dimension."""
     if client is None:
-        import boto3
+        try:
+            import boto3
+        except ImportError:
+            from dbsync.secrets import NEEDS_AWS_EXTRA
+
+            raise DbSyncError(f"SYNC_METRICS=cloudwatch needs the AWS libraries, not installed: {NEEDS_AWS_EXTRA}"
+                              ) from None
 
         client = boto3.client("cloudwatch")
     client.put_metric_data(Namespace=namespace(), MetricData=[

@@ -46,6 +46,7 @@ class SequenceProblem(TypedDict, total=False):
     action: Action
     error: str | None
     note: str
+    grant: str  # check-sequences: the GRANT that fixes a role's missing USAGE on the sequence
     problem: str
 
 
@@ -127,6 +128,19 @@ class MaskingReport(TypedDict):
     uncovered: list[str]  # personal-data columns no rule covers (a refusal when rules are in effect)
 
 
+class SchemaDrift(TypedDict):
+    """Where staging's schema and prod's differ, and what the sync did about it (docs/sync.md)."""
+
+    policy: Literal["tolerate", "refuse"]
+    prod_only_tables: list[str]  # not copied (the ProdOnlyObjects metric counts these and the columns)
+    prod_only_columns: list[str]  # schema.table.column, not copied
+    staging_only_tables: list[str]  # written only as their own foreign keys declare
+    staging_only_columns: list[str]  # their values kept on every row whose key survives
+    excluded: list[str]  # --exclude-table / the rules' exclude:, treated as staging's own
+    columns_reset: list[str]  # staging-only columns of tables without a primary key: a full copy resets them
+    orphans: dict[str, dict[str, int]]  # staging-only table → rows deleted / nulled / defaulted
+
+
 class SyncReport(TypedDict):
     ok: bool
     dry_run: bool
@@ -143,3 +157,5 @@ class SyncReport(TypedDict):
     estimate: NotRequired[dict]  # a dry run: bytes, rate_mb_s, seconds, budget_seconds, seconds_left, fits
     fallback: NotRequired[str]  # an incremental sync that ran again in full: why
     warnings: NotRequired[list[str]]  # what went wrong without failing the sync (the record not written)
+    verify: NotRequired[dict]  # sync --verify: {tables, rows, key_ranges} compared, all equal
+    schema_drift: NotRequired[SchemaDrift]  # where the two schemas differ (dbsync.sync.drift)

@@ -9,7 +9,8 @@ API, both Lambdas, the `db-sync` CLI and the demo.
       SourceDatabaseSettings    the same variables with SOURCE_: the sync's source (prod)
       TargetDatabaseSettings    the same variables with TARGET_: the sync's target (staging)
     SyncSettings              SYNC_TARGET_ALLOWLIST, SYNC_RULES_FILE, SYNC_MASKING_KEY or
-                              SYNC_MASKING_KEY_SECRET_ARN, SYNC_MAX_SECONDS, SYNC_MODE (+ LOCK_TIMEOUT)
+                              SYNC_MASKING_KEY_SECRET_ARN, SYNC_MAX_SECONDS, SYNC_MODE, SYNC_SCHEMA_DRIFT,
+                              SYNC_DELETE_ORPHANS, SYNC_EXCLUDE_TABLES, SYNC_VERIFY (+ LOCK_TIMEOUT)
 
 A variable is the class's `env_prefix` plus the field's name, upper-cased. A command-line option
 overrides its variable by being passed to `load()` (`SyncSettings.load(sync_rules_file=args.rules)`).
@@ -131,11 +132,13 @@ class DatabaseSettings(EnvSettings):
     def configured(self) -> bool:
         return self.database_url is not None or self.db_secret_arn is not None
 
-    def required(self) -> Self:
-        """Itself, or a DbSyncError when neither the URL nor the secret is set."""
+    def required(self, option: str | None = None) -> Self:
+        """Itself, or a DbSyncError when neither the URL nor the secret is set (naming the
+        command-line `option` that gives it too, where there is one)."""
         if not self.configured:
             prefix = self.env_prefix()
-            raise DbSyncError(f"no {self.what} configured: set {prefix}DATABASE_URL or {prefix}DB_SECRET_ARN")
+            given = f"pass {option} URL or " if option else ""
+            raise DbSyncError(f"no {self.what} configured: {given}set {prefix}DATABASE_URL or {prefix}DB_SECRET_ARN")
         return self
 
     def dsn(self, *, force_fetch: bool = False) -> str:
@@ -193,6 +196,7 @@ class TargetDatabaseSettings(DatabaseSettings):
 
 RULES_OPT_OUT = "none"
 SYNC_MODES = ("full", "incremental")
+DRIFT_POLICIES = ("tolerate", "refuse")  # dbsync.sync.drift.POLICIES, not imported: the settings stay light
 
 
 class SyncSettings(SharedSettings):
@@ -206,6 +210,19 @@ class SyncSettings(SharedSettings):
     sync_masking_key_secret_arn: str | None = None
     sync_max_seconds: float | None = None
     sync_mode: Literal["full", "incremental"] = "full"
+    sync_schema_drift: Literal["tolerate", "refuse"] = "tolerate"
+    sync_delete_orphans: bool = False
+    sync_verify: bool = False  # sync --verify: compare every row with prod's before the COMMIT (dbsync.verify)
+    sync_exclude_tables: str | None = None  # comma-separated globs on schema.table
+
+    @field_validator("sync_schema_drift", mode="before")
+    @classmethod
+    def _drift(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.lower()
+            if value not in DRIFT_POLICIES:
+                raise ValueError(f"SYNC_SCHEMA_DRIFT={value!r} is not one of {', '.join(DRIFT_POLICIES)}")
+        return value
 
     @field_validator("sync_max_seconds", mode="before")
     @classmethod
@@ -242,6 +259,11 @@ class SyncSettings(SharedSettings):
     @property
     def incremental(self) -> bool:
         return self.sync_mode == "incremental"
+
+    def exclude(self, extra: list[str] | None = None) -> list[str]:
+        """The tables the sync leaves alone: SYNC_EXCLUDE_TABLES' patterns, then `extra` (--exclude-table)."""
+        listed = [p.strip() for p in (self.sync_exclude_tables or "").split(",") if p.strip()]
+        return listed + list(extra or [])
 
     def rules(self):
         """The masking rules (dbsync.masking.rules.Rules) from SYNC_RULES_FILE; None when it is

@@ -40,6 +40,7 @@ def test_a_refresh_publishes_its_figures_and_keeps_stdout_json(prod_and_staging,
         "BytesCopied": [sum(t["bytes"] for t in result["tables"])],
         "SequencesReset": [len(result["sequences_reset"])],
         "SyncWarnings": [0.0],
+        "ProdOnlyObjects": [0.0],
         "SyncSucceeded": [1.0],
     }
 
@@ -72,7 +73,8 @@ def test_some_tables_and_dry_runs_are_not_refreshes(prod_and_staging, cloudwatch
     result = json.loads(capsys.readouterr().out)
     figures = published(cloudwatch)
     # No SyncSucceeded: only a sync of every table is a refresh.
-    assert set(figures) == {"SyncSeconds", "RowsCopied", "BytesCopied", "SequencesReset", "SyncWarnings"}
+    assert set(figures) == {"SyncSeconds", "RowsCopied", "BytesCopied", "SequencesReset", "SyncWarnings",
+                            "ProdOnlyObjects"}
     assert figures["RowsCopied"] == [sum(t["rows"] for t in result["tables"])]
     monkeypatch.setenv("SYNC_TARGET_ALLOWLIST", "staging-db.example.internal/staging")
     assert main(["sync", "--source", prod_dsn, "--target", staging_dsn, "--table", "reviews"]) == 2

@@ -8,6 +8,7 @@ themselves for each parameter value, as CloudFormation would.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -74,19 +75,44 @@ def test_sam_transform_gives_two_functions_from_one_artifact(transformed):
 def test_schedule_state_follows_the_parameter(transformed, enabled):
     assert sam_template()["Parameters"]["SyncScheduleEnabled"]["AllowedValues"] == ["true", "false"]
     rules = of_type(deployed(transformed, SyncScheduleEnabled=enabled), "AWS::Events::Rule")
-    assert len(rules) == 1
-    (rule,) = rules.values()
-    assert rule["Properties"]["State"] == ("ENABLED" if enabled == "true" else "DISABLED")
+    assert len(rules) == 2  # the sync's, and the weekly verify's
+    rule, verify = _sync_rule(rules), _verify_rule(rules)
+    assert rule["Properties"]["State"] == verify["Properties"]["State"] == (
+        "ENABLED" if enabled == "true" else "DISABLED")
+    assert verify["Properties"]["ScheduleExpression"] == sam_template()["Parameters"]["VerifyScheduleExpression"][
+        "Default"] == "cron(0 6 ? * SUN *)"
+    (target,) = verify["Properties"]["Targets"]
+    assert json.loads(target["Input"]) == {"action": "verify"}
     assert rule["Properties"]["ScheduleExpression"] == sam_template()["Parameters"]["SyncScheduleExpression"][
         "Default"]
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": ["DbSyncFunction", "Arn"]}
 
 
+def _verify_rule(rules: dict) -> dict:
+    (rule,) = [r for r in rules.values() if "Input" in r["Properties"]["Targets"][0]]
+    return rule
+
+
+def _sync_rule(rules: dict) -> dict:
+    (rule,) = [r for r in rules.values() if "Input" not in r["Properties"]["Targets"][0]]
+    return rule
+
+
 def test_schedule_expression_is_a_parameter(transformed):
-    resources = deployed(transformed, SyncScheduleExpression="rate(6 hours)")
-    (rule,) = of_type(resources, "AWS::Events::Rule").values()
-    assert rule["Properties"]["ScheduleExpression"] == "rate(6 hours)"
+    resources = deployed(transformed, SyncScheduleExpression="rate(6 hours)", VerifyScheduleExpression="rate(7 days)")
+    rules = of_type(resources, "AWS::Events::Rule")
+    assert _sync_rule(rules)["Properties"]["ScheduleExpression"] == "rate(6 hours)"
+    assert _verify_rule(rules)["Properties"]["ScheduleExpression"] == "rate(7 days)"
+
+
+def test_verify_findings_and_personal_data_leaks_alarm():
+    resources = sam_template()["Resources"]
+    for name, metric in (("DbSyncVerifyAlarm", "VerifyFindings"), ("DbSyncPersonalDataAlarm", "PersonalDataLeaks")):
+        alarm = resources[name]["Properties"]
+        assert alarm["MetricName"] == metric and alarm["Threshold"] == 1
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": "db_sync"}]
 
 
 def _secret_resources(role: dict) -> list:
@@ -192,7 +218,8 @@ def test_admin_key_secret_only_when_given(transformed):
 
 def test_requirements_match_the_project_dependencies():
     """sam build installs backend/requirements.txt: a runtime dependency missing there breaks Lambda."""
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + project["optional-dependencies"]["lambda"]
     lines = [ln.strip() for ln in (ROOT / "backend" / "requirements.txt").read_text().splitlines()]
     assert sorted(ln for ln in lines if ln and not ln.startswith("#")) == sorted(declared)
 

@@ -5,6 +5,7 @@ here the conditions are evaluated for each parameter value (tests/support/templa
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -34,8 +35,10 @@ def kinds(resources: dict) -> set[str]:
 
 
 def lambda_rule(resources: dict) -> dict:
+    """The Lambda's sync schedule (the weekly verify has a schedule of its own, with an input)."""
     (rule,) = [r for r in of_type(resources, "AWS::Events::Rule").values()
-               if r["Properties"].get("ScheduleExpression")]
+               if r["Properties"].get("ScheduleExpression")
+               and "verify" not in json.dumps(r["Properties"].get("Targets", []))]
     return rule["Properties"]
 
 
@@ -223,6 +226,21 @@ def test_the_freshness_window_is_a_parameter_within_cloudwatchs_limits(transform
     # is under an hour.
     assert alarm["Period"] >= 3600 and alarm["Period"] * spec["MaxValue"] <= 7 * 86400
     assert spec["MinValue"] >= 1
+
+
+# -- the synced set must not shrink unseen --------------------------------------------------------------
+
+@pytest.mark.parametrize("runner", [{}, FARGATE], ids=["lambda", "fargate"])
+def test_prod_only_tables_and_columns_alarm_whichever_runner(transformed, runner):
+    alarm = deployed(transformed, AlarmTopicArn=TOPIC, MetricsNamespace="DbSync/books",
+                     **runner)["DbSyncProdOnlyAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("DbSync/books", "ProdOnlyObjects")
+    assert "ProdOnlyObjects" in metrics.UNITS  # the series both runners publish
+    assert alarm["Dimensions"] == [{"Name": k, "Value": v} for k, v in metrics.DIMENSIONS.items()]
+    assert (alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+        "Maximum", "GreaterThanOrEqualToThreshold", 1)
+    assert alarm["TreatMissingData"] == "notBreaching" and alarm["AlarmActions"] == [TOPIC]
+    assert "AlarmActions" not in deployed(transformed, **runner)["DbSyncProdOnlyAlarm"]["Properties"]
 
 
 # -- a failed task alarms as a failed Lambda does ------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from dbsync.errors import DbSyncError
 from tests.support.db import snapshot
+from tests.support.drift import ahead
 from tests.support.lambda_context import FakeLambdaContext as Context
 
 SCHEDULED_EVENT = {
@@ -172,8 +173,9 @@ def test_database_urls_from_the_environment_and_refusals(monkeypatch, prod_and_s
 @pytest.mark.parametrize("event, message", [
     ([], "the event must be a JSON object"),
     ("sync", "the event must be a JSON object"),
-    ({"action": "drop-everything"}, "unknown action 'drop-everything': expected one of sync, check-sequences"),
-    ({"action": None}, "unknown action None: expected one of sync, check-sequences"),
+    ({"action": "drop-everything"},
+     "unknown action 'drop-everything': expected one of sync, check-sequences, verify"),
+    ({"action": None}, "unknown action None: expected one of sync, check-sequences, verify"),
     ({"tables": "books"}, '"tables" must be a list of table names'),
     ({"tables": ["books", 3]}, '"tables" must be a list of table names'),
     ({"tables": []}, '"tables" is empty: omit it to sync every table'),
@@ -197,6 +199,7 @@ def test_events_parse_into_the_model():
     assert parse_event({"action": "sync", "tables": ["public.books"], "dry_run": True}) == DbSyncEvent(
         tables=["public.books"], dry_run=True)
     assert parse_event({"action": "check-sequences"}).action == "check-sequences"
+    assert parse_event({"action": "verify", "tables": ["books"]}) == DbSyncEvent(action="verify", tables=["books"])
 
 
 @pytest.mark.parametrize("env, message", [
@@ -205,6 +208,9 @@ def test_events_parse_into_the_model():
     ({"SOURCE_DB_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x"},
      "both SOURCE_DATABASE_URL and SOURCE_DB_SECRET_ARN are set; set only one"),
     ({"SYNC_MODE": "sometimes"}, "SYNC_MODE='sometimes' is not one of full, incremental"),
+    ({"SYNC_SCHEMA_DRIFT": "sometimes"}, "SYNC_SCHEMA_DRIFT='sometimes' is not one of tolerate, refuse"),
+    ({"SYNC_DELETE_ORPHANS": "perhaps"}, "SYNC_DELETE_ORPHANS: Input should be a valid boolean, unable to interpret"
+                                         " input"),
     ({"SYNC_MAX_SECONDS": "-5"}, "SYNC_MAX_SECONDS: the time budget must be a positive number of seconds, not -5"),
     ({"SYNC_MASKING_KEY": "hunter2-key", "SYNC_MASKING_KEY_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:k"},
      "both SYNC_MASKING_KEY and SYNC_MASKING_KEY_SECRET_ARN are set; set only one"),
@@ -221,6 +227,25 @@ def test_a_bad_setting_fails_the_invocation_in_one_line(aws, monkeypatch, handle
         lambda_handler(SCHEDULED_EVENT, Context())
     assert str(caught.value) == message
     assert "hunter2" not in handler_logs.getvalue()
+
+
+def test_the_drift_policy_comes_from_the_environment(aws, handler_logs, monkeypatch, make_db):
+    from lambdas.db_sync.handler import lambda_handler
+
+    prod, staging = ahead(make_db)
+    monkeypatch.setenv("SOURCE_DATABASE_URL", prod)
+    monkeypatch.setenv("TARGET_DATABASE_URL", staging)
+    monkeypatch.setenv("SYNC_SCHEMA_DRIFT", "refuse")
+    with pytest.raises(DbSyncError, match="table public.audit_log is missing on the target"):
+        lambda_handler(SCHEDULED_EVENT, Context())
+    monkeypatch.setenv("SYNC_SCHEMA_DRIFT", "tolerate")
+    monkeypatch.setenv("SYNC_DELETE_ORPHANS", "true")
+    monkeypatch.setenv("SYNC_EXCLUDE_TABLES", "public.audit_log")
+    result = lambda_handler(SCHEDULED_EVENT, Context())
+    assert result["schema_drift"]["excluded"] == ["public.audit_log"]
+    assert result["schema_drift"]["prod_only_columns"] == ["public.customers.hotfix"]
+    warned = [line for line in log_lines(handler_logs) if line["message"] == "sync warning"]
+    assert [w["warning"] for w in warned] == result["warnings"]
 
 
 def test_log_lines_carry_the_lambda_context(aws, handler_logs):

@@ -33,11 +33,13 @@ def test_a_refresh_reports_its_figures_and_success(emf):
         "BytesCopied": sum(t["bytes"] for t in result["tables"]),
         "SequencesReset": len(result["sequences_reset"]),
         "SyncWarnings": 0,
+        "ProdOnlyObjects": 0,
         "SyncSucceeded": 1,
     }
     assert line["values"]["RowsCopied"] > 0 and line["values"]["SequencesReset"] >= 4
     assert line["units"] == {"SyncSeconds": "Seconds", "RowsCopied": "Count", "BytesCopied": "Bytes",
-                             "SequencesReset": "Count", "SyncWarnings": "Count", "SyncSucceeded": "Count"}
+                             "SequencesReset": "Count", "SyncWarnings": "Count", "ProdOnlyObjects": "Count",
+                             "SyncSucceeded": "Count"}
     assert line["values"] == metrics.sync_values(result, refresh=True)
 
 
@@ -92,3 +94,22 @@ def test_dry_runs_checks_and_bad_events_report_nothing(emf):
     with pytest.raises(DbSyncError):
         lambda_handler({"action": "drop-everything"}, Context())
     assert emf() == []
+
+
+def test_verify_reports_its_findings_and_leaks(emf, prod_and_staging):
+    from lambdas.db_sync.handler import lambda_handler
+    from tests.support.db import execute
+
+    lambda_handler({"action": "sync"}, Context())
+    emf()
+    clean = lambda_handler({"action": "verify"}, Context())
+    assert clean["ok"] and clean["findings"] == []
+    assert any("personal-data checks" in n for n in clean["notes"])  # no rules: the opt-out, said once
+    (line,) = emf()
+    assert line["values"] == {"VerifyFindings": 0, "PersonalDataLeaks": 0}
+    assert line["units"] == {"VerifyFindings": "Count", "PersonalDataLeaks": "Count"}
+    execute(prod_and_staging[1], "SELECT setval(pg_get_serial_sequence('books', 'id'), 1)")
+    found = lambda_handler({"action": "verify"}, Context())  # findings are an answer, not a failure
+    assert not found["ok"] and [f["kind"] for f in found["findings"]] == ["sequence"]
+    (line,) = emf()
+    assert line["values"] == metrics.verify_values(found) == {"VerifyFindings": 1, "PersonalDataLeaks": 0}

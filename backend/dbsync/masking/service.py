@@ -9,25 +9,27 @@ from dbsync.catalog import read_catalog
 from dbsync.connect import DEFAULT_LOCK_TIMEOUT
 from dbsync.errors import DbSyncError, pg_message, shown_name, sqlstate
 from dbsync.masking import binding as masking
-from dbsync.masking import immutable
+from dbsync.masking import immutable, subset
 from dbsync.masking.inplace import mask_in_place, plan_in_place
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import Rules
 from dbsync.sessions import abandon, close, open_session
 
 
-def rules_report(conn, rules: Rules, target=None) -> dict:
+def rules_report(conn, rules: Rules | None, target=None) -> dict:
     """{ok, columns: [{table, column, rule}], fragments: [{table, column, fragment, check}]}: each
     column's rule, `uncovered` (the gate would refuse the sync; `flagged_by` says which of the
     gate's patterns flagged it) or `as is`; each sql:/where:
     fragment (column None for a where:) `immutable`, or `unchecked` without a `target` session
     (staging, or a scratch database with the same schema; nothing is written there). A rules file
-    that does not fit the database, or a fragment the target does not accept as IMMUTABLE, raises."""
+    that does not fit the database, or a fragment the target does not accept as IMMUTABLE, raises.
+    Without rules (None), every column the gate flags is `uncovered`: what a rules file must cover."""
     catalog = read_catalog(conn)
     conn.rollback()
     keys = {t.key for t in catalog.tables.values() if not t.is_partition}
     plan = masking.bind(rules, catalog, keys)
     masking.verify_fragments(conn, plan)
+    subset.refuse_dangling(conn, catalog, plan, keys)
     conn.rollback()
     if target is not None:
         immutable.refuse_mutable(target, plan)
@@ -39,7 +41,7 @@ def rules_report(conn, rules: Rules, target=None) -> dict:
     columns = []
     for key in sorted(keys):
         table = catalog.tables[key]
-        rule = rules.tables.get(f"{table.schema}.{table.name}") or rules.tables.get(table.label)
+        rule = rules and (rules.tables.get(f"{table.schema}.{table.name}") or rules.tables.get(table.label))
         for name in table.columns:
             entry = {"table": table.label, "column": shown_name(name)}
             if (table.label, name) in uncovered:
@@ -52,7 +54,8 @@ def rules_report(conn, rules: Rules, target=None) -> dict:
                 entry["rule"] = "as is"
             columns.append(entry)
     unchecked = target is None and bool(fragments)
-    return {"ok": not uncovered and not unchecked, "rules": rules.origin, "columns": columns, "fragments": fragments}
+    return {"ok": not uncovered and not unchecked, "rules": rules and rules.origin, "columns": columns,
+            "fragments": fragments}
 
 
 def _refuse_if_source(conn, source) -> None:

@@ -14,16 +14,19 @@ import psycopg2
 from psycopg2 import sql
 
 from dbsync import align, safety
+
+# The package, not its names: dbsync.verify imports modules of this package (cycle-safe this way).
+from dbsync import verify as verification
 from dbsync.catalog import read_catalog
 from dbsync.catalog import sequences as seqcat
-from dbsync.catalog.relations import relation_bytes
+from dbsync.catalog.relations import relation_bytes, row_estimates
 from dbsync.errors import DbSyncError, pg_message
 from dbsync.masking import binding as masking
-from dbsync.masking import immutable
+from dbsync.masking import immutable, subset
 from dbsync.results import MaskingReport, TableCopied, TablePlanned
 from dbsync.sequences import reset_sequences
 from dbsync.sessions import open_session
-from dbsync.sync import apply, budget, delta, guards, record, setaside, validate
+from dbsync.sync import apply, budget, delta, drift, guards, record, setaside, staging_only, validate
 from dbsync.sync.copy import CopyResult, stream_copy
 from dbsync.sync.run import Phase, SyncRun
 from dbsync.sync.units import plan_units
@@ -50,7 +53,15 @@ def read_catalogs(run: SyncRun) -> None:
 
 
 def plan(run: SyncRun) -> None:
-    run.units = plan_units(run.source_catalog, run.target_catalog, run.options.tables, binary=run.options.binary)
+    """The units, under the drift policy (dbsync.sync.drift): what differs is reported, and the
+    one warning line names what prod has that staging lacks."""
+    rules = run.options.rules
+    run.units, run.drift = plan_units(run.source_catalog, run.target_catalog, run.options.tables,
+                                      binary=run.options.binary, policy=run.options.schema_drift,
+                                      exclude=run.options.exclude + (rules.exclude if rules else []))
+    run.report["schema_drift"] = run.drift.report()
+    if warning := run.drift.warning():
+        run.report.setdefault("warnings", []).append(warning)
     with run.source.cursor() as cur:
         run.source_bytes = relation_bytes(cur, [u.source.oid for u in run.units])
 
@@ -58,7 +69,8 @@ def plan(run: SyncRun) -> None:
 def mask(run: SyncRun) -> None:
     """The rules bound to the source's catalog: every problem refused before anything is read."""
     rules = run.options.rules
-    plan_ = masking.bind(rules, run.source_catalog, run.table_keys)
+    copied = {u.source.key: u.columns for u in run.units}
+    plan_ = masking.bind(rules, run.source_catalog, run.table_keys, copied)
     run.report["masking"] = MaskingReport(
         rules=rules.origin if rules else None,
         masked_columns=sorted(f"{m.table.label}.{c}" for m in plan_.tables.values() for c in m.expressions),
@@ -73,6 +85,10 @@ def mask(run: SyncRun) -> None:
     masking.verify_fragments(run.source, plan_)
     # On staging: prod's session is READ ONLY and cannot create the temporary table the check needs.
     immutable.refuse_mutable(run.target, plan_)
+    # Staging's unique indexes, not only prod's: the index rebuild after the copy would find them.
+    if duplicates := masking.duplicate_problems(plan_, run.target_catalog.keys, copied):
+        raise DbSyncError(f"the {rules.origin} cannot be used, nothing was written: " + "; ".join(duplicates))
+    subset.refuse_dangling(run.source, run.source_catalog, plan_, run.table_keys)
     for unit in run.units:
         unit.masked = plan_.tables.get(unit.source.key)
 
@@ -87,12 +103,33 @@ def check_guards(run: SyncRun) -> None:
     target_oids = [u.target.oid for u in run.units]
     sequences = _source_sequences(run)
     existing = [run.target_catalog.sequences[s.key].oid for s in sequences if s.key in run.target_catalog.sequences]
-    guards.check_no_outside_references(run.source, source_oids, run.target, target_oids)
+    guards.check_no_outside_references(run.source, source_oids, run.target, target_oids,
+                                       ignored=_drift_tables(run))
+    guards.check_source_select(run.source, [(u.source.oid, c) for u in run.units for c in u.columns])
     guards.check_ownership(run.target, target_oids, existing)
     guards.check_row_security(run.source, source_oids, side="source")
     guards.check_row_security(run.target, target_oids, side="target")
     guards.check_lock_budget(run.target, target_oids, side="target", extra=len(sequences))
     guards.check_lock_budget(run.source, source_oids, side="source")
+    # Staging's own rows that the sync would leave referencing nothing: counted in the snapshot.
+    run.staging_refs = staging_only.references(run.target_catalog, run.units, run.drift.unwritten)
+    staging_only.check(run.link, run.staging_refs, delete_orphans=run.options.delete_orphans)
+
+
+def _drift_tables(run: SyncRun) -> tuple[list[int], list[int]]:
+    """(source, target) oids of the tables, partitions included, whose foreign keys into the synced
+    set the drift policy handles: prod's own and excluded ones on the source, staging's own (under
+    `tolerate`) and excluded ones on the target."""
+    excluded = set(run.drift.excluded)
+    source = {t.key for t in run.source_catalog.tables.values()
+              if t.key not in run.target_catalog.tables or t.label in excluded}
+    target = {t.key for t in run.target_catalog.tables.values() if t.label in excluded}
+    if run.options.schema_drift == drift.TOLERATE:
+        target |= run.drift.unwritten
+
+    def oids(cat, keys) -> list[int]:
+        return [t.oid for t in cat.tables.values() if t.key in keys or cat.partition_root.get(t.key) in keys]
+    return oids(run.source_catalog, source), oids(run.target_catalog, target)
 
 
 def source_positions(run: SyncRun) -> None:
@@ -161,6 +198,12 @@ def _decide(unit, found: delta.Delta, how: str) -> delta.Delta:
     else:
         unit.mode = "delta" if found.changed or found.gone else "unchanged"
     return found
+
+
+def orphans(run: SyncRun) -> None:
+    """Staging's own rows whose referenced rows go get their keys' ON DELETE action, before any
+    parent row is deleted or truncated (dbsync.sync.staging_only); counted in `schema_drift`."""
+    staging_only.apply(run.target, run.staging_refs, run.drift, delete_orphans=run.options.delete_orphans)
 
 
 def apply_deltas(run: SyncRun) -> None:
@@ -248,6 +291,7 @@ def _report_delta(run: SyncRun, unit, found: delta.Delta) -> None:
 def truncate(run: SyncRun) -> None:
     if not run.full_units:
         return
+    run.saved_columns = staging_only.save_columns(run.target, run.target_catalog, run.full_units, run.drift)
     with run.target.cursor() as cur:
         cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(
             # ONLY for plain tables: inheritance children are units of their own (or not synced
@@ -268,19 +312,24 @@ def set_aside(run: SyncRun) -> None:
 def copy(run: SyncRun) -> None:
     """Each table streamed from the source's COPY into the target's, its indexes rebuilt after it."""
     count = len(run.full_units)
+    estimates = _row_estimates(run)
     run.copy_started = time.perf_counter()
     for i, unit in enumerate(run.full_units, 1):
         run.doing = f"copying {unit.label}"
         run.check_budget()
-        run.notify({"event": "table_start", "table": unit.label, "index": i, "count": count})
+        where = {"table": unit.label, "index": i, "count": count}
+        run.notify({"event": "table_start", **where, "estimate": estimates.get(unit.source.oid)})
         if unit.copy_rows:
             result = stream_copy(run.source, run.target, unit.copy_out(), unit.copy_in(), binary=unit.binary,
-                                 stop_at=run.budget.stop_at(run.reserve()))
+                                 stop_at=run.budget.stop_at(run.reserve()), on_progress=_progress(run, where))
         else:  # the rules say `rows: none`: the table ends empty
             result = CopyResult(0, 0, 0, 0.0, "binary" if unit.binary else "text")
         run.copied[unit.label] = result
+        run.doing = f"putting back staging's own columns of {unit.label}"
+        staging_only.restore_columns(run.target, unit, run.saved_columns)
         run.doing = f"rebuilding the indexes of {unit.label}"
         run.check_budget()
+        run.notify({"event": "table_indexes", **where})
         built = time.perf_counter()
         setaside.restore_indexes(run.target, run.set_aside.indexes.get(unit.target.oid, []))
         result.seconds += time.perf_counter() - built
@@ -291,6 +340,20 @@ def copy(run: SyncRun) -> None:
         run.report["tables"].append(row)
         run.notify({"event": "table_done", "index": i, "count": count, **row})
     run.copy_done = True
+
+
+def _row_estimates(run: SyncRun) -> dict[int, int]:
+    """The planner's estimates the progress shows a copy against (none without a listener)."""
+    if run.options.progress is None or not run.full_units:
+        return {}
+    with run.source.cursor() as cur:
+        return row_estimates(cur, [u.source.oid for u in run.full_units])
+
+
+def _progress(run: SyncRun, where: dict):
+    if run.options.progress is None:
+        return None
+    return lambda rows, nbytes: run.notify({"event": "table_progress", **where, "rows": rows, "bytes": nbytes})
 
 
 def restore_constraints(run: SyncRun) -> None:
@@ -325,10 +388,28 @@ def repair_sequences(run: SyncRun) -> None:
             f"{r['table']}.{r['column']} ({r['sequence']}): {r['error']}" for r in errors[:5]))
 
 
+def verify(run: SyncRun) -> None:
+    """`sync --verify`: staging's synced tables against prod's rows as the rules mask them, in the
+    sync's snapshot and transaction, under its locks (dbsync.verify); any difference fails the
+    sync, rolled back. Every row is read, hence off by default."""
+    if not run.options.verify:
+        return
+
+    def before_each(unit) -> None:
+        run.doing = f"verifying {unit.label}"
+        run.check_budget()
+
+    run.report["verify"] = result = verification.check_synced(run.link, run.units, run.target_catalog.keys,
+                                                              before_each)
+    problem = record.write_verified(run.target, **result)
+    if problem:
+        run.report.setdefault("warnings", []).append(problem)
+
+
 def commit(run: SyncRun) -> None:
+    run.report["schema_drift"] = run.drift.report()
     # What this sync saw, per table, for the next incremental one (dbsync.sync.record).
-    problem = record.write_state(run.source, run.target, run.units, create=run.options.incremental,
-                                 key=run.options.masking_key)
+    problem = record.write_state(run.source, run.target, run.units, key=run.options.masking_key)
     if problem:
         run.report.setdefault("warnings", []).append(problem)
     run.target.commit()
@@ -349,6 +430,8 @@ PHASES: tuple[Phase, ...] = (
     # otherwise refuse it. And before the deltas: a new row of theirs may reference a row that
     # only the full copy of its parent brings (the key is validated when re-added).
     Phase("set_aside", "setting aside triggers, foreign keys and indexes", set_aside, writes=True),
+    # Before any parent row goes: staging's own rows get their keys' ON DELETE action.
+    Phase("orphans", "handling staging's own rows whose referenced rows go", orphans, writes=True),
     Phase("deltas", "applying the changes", apply_deltas, writes=True),
     Phase("truncate", "truncating the target tables", truncate, writes=True),
     Phase("copy", "copying", copy, writes=True),
@@ -356,5 +439,6 @@ PHASES: tuple[Phase, ...] = (
     Phase("triggers", "re-enabling triggers", restore_triggers, writes=True),
     Phase("validate", "validating row counts", check_counts, writes=True),
     Phase("sequences", "repairing sequences", repair_sequences, writes=True),
+    Phase("verify", "verifying staging against prod", verify, writes=True),
     Phase("commit", "committing", commit, writes=True),
 )

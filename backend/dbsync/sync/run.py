@@ -22,6 +22,7 @@ from dbsync.sessions import abandon, close, describe
 from dbsync.sync import guards
 from dbsync.sync.budget import COMMIT_RESERVE, Budget, BudgetExceeded, Deadline, after_copy_reserve, exceeded_message
 from dbsync.sync.copy import CopyResult, SourceCopyError
+from dbsync.sync.drift import Drift
 from dbsync.sync.link import Link
 from dbsync.sync.setaside import SetAsideObjects
 from dbsync.sync.units import Unit
@@ -42,6 +43,10 @@ class SyncOptions:
     masking_key: MaskingKey | None = None
     deadline: Deadline | None = None  # the time budget (dbsync.sync.budget); None: none
     incremental: bool = False  # write only what differs (dbsync.sync.delta)
+    verify: bool = False  # compare every row with prod's, masked, before the COMMIT (dbsync.verify)
+    schema_drift: str = "tolerate"  # SYNC_SCHEMA_DRIFT's value: the drift policy (dbsync.sync.drift)
+    delete_orphans: bool = False  # staging's own rows left referencing nothing under NO ACTION: delete them
+    exclude: list[str] = field(default_factory=list)  # globs on schema.table: treated as staging's own
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class SyncRun:
     source_catalog: Catalog | None = None
     target_catalog: Catalog | None = None
     units: list[Unit] = field(default_factory=list)
+    drift: Drift = field(default_factory=Drift)
+    staging_refs: list = field(default_factory=list)  # dbsync.sync.staging_only.StagingReference
+    saved_columns: dict = field(default_factory=dict)  # staging's own columns saved before the TRUNCATE
     positions: dict[str, int | None] = field(default_factory=dict)  # source sequence label → next value
     set_aside: SetAsideObjects = field(default_factory=SetAsideObjects)
     copied: dict[str, CopyResult] = field(default_factory=dict)
@@ -130,9 +138,11 @@ class SyncRun:
     def step(self, phase: Phase) -> None:
         self.doing, self.phase = phase.doing, phase.name
         self.check_budget()
+        self.notify({"event": "phase_start", "phase": phase.name, "doing": phase.doing})
         began = time.perf_counter()
         phase.run(self)
         self.timings[phase.name] = round(time.perf_counter() - began, 4)
+        self.notify({"event": "phase_done", "phase": phase.name, "seconds": self.timings[phase.name]})
 
     def finish(self) -> SyncReport:
         self.timings["total"] = round(time.perf_counter() - self.started, 4)

@@ -5,7 +5,11 @@ Events:
   - the EventBridge schedule (any event without an "action", e.g. {"source": "aws.events", …}),
     or {"action": "sync", "tables": [...], "dry_run": false}: run the sync;
   - {"action": "check-sequences"}: only check the target's sequences, against the source's;
-    returns {"ok": bool, "problems": [...], "unverifiable": [...]} (CI gates on it after a deploy).
+    returns {"ok": bool, "problems": [...], "unverifiable": [...]} (CI gates on it after a deploy);
+  - {"action": "verify", "tables": [...]}: prove staging is what prod masks to (dbsync.verify);
+    returns its report, {"ok": bool, "findings": [...], …}: findings are an answer, not a failure
+    (the VerifyFindings and PersonalDataLeaks metrics and their alarms); it raises only when it
+    could not verify. The template schedules it weekly; CI gates on it after a deploy.
 
 The settings are dbsync.settings' (SOURCE_*, TARGET_*, SYNC_*, LOCK_TIMEOUT), as for `db-sync sync`.
 
@@ -26,18 +30,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from dbsync.errors import DbSyncError
-from dbsync.metrics import publish_emf, recorded
+from dbsync.metrics import publish_emf, recorded, verify_values
 from dbsync.results import SequenceCheck, SyncReport
 from dbsync.sequences import check_report, reset_sequences
 from dbsync.settings import SharedSettings, SourceDatabaseSettings, SyncSettings, TargetDatabaseSettings
 from dbsync.sync import sync_databases
 from dbsync.sync.budget import Deadline
+from dbsync.verify import verify_databases
+from dbsync.verify.report import VerifyReport, line
 
 __all__ = ["DbSyncEvent", "lambda_handler", "reset_sequences", "sync_databases"]
 
 logger = Logger(service="db_sync")
 
-ACTIONS = ("sync", "check-sequences")
+ACTIONS = ("sync", "check-sequences", "verify")
 
 
 class DbSyncEvent(BaseModel):
@@ -46,7 +52,7 @@ class DbSyncEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    action: Literal["sync", "check-sequences"] = "sync"
+    action: Literal["sync", "check-sequences", "verify"] = "sync"
     tables: list[str] | None = None  # schema.table or table; None: every table
     dry_run: bool = False
 
@@ -159,7 +165,11 @@ def run_sync(request: DbSyncEvent, context: LambdaContext) -> SyncReport:
     result = sync_databases(source, target, tables=request.tables, dry_run=request.dry_run,
                             progress=_log_progress, rules=rules, masking_key=settings.masking_key(),
                             deadline=sync_deadline(context, settings), incremental=settings.incremental,
-                            allowlist=settings.sync_target_allowlist, lock_timeout=settings.lock_timeout)
+                            allowlist=settings.sync_target_allowlist, lock_timeout=settings.lock_timeout,
+                            schema_drift=settings.sync_schema_drift, delete_orphans=settings.sync_delete_orphans,
+                            exclude=settings.exclude(), verify=settings.sync_verify)
+    for warning in result.get("warnings", []):
+        logger.warning("sync warning", extra={"warning": warning})
     if rules is None and result.get("masking", {}).get("uncovered"):
         logger.warning("personal-data columns copied unmasked", extra={"columns": result["masking"]["uncovered"]})
     logger.info("sync finished", extra={
@@ -183,7 +193,27 @@ def with_metrics(service):
     return run
 
 
-SERVICES = {"sync": with_metrics(run_sync), "check-sequences": check_target}
+def run_verify(request: DbSyncEvent, context: LambdaContext) -> VerifyReport:
+    """The verify action: dbsync.verify's report, under the invocation's one deadline; its
+    metrics published (EMF) whatever it found."""
+    source = SourceDatabaseSettings.load().required()
+    target = TargetDatabaseSettings.load().required()
+    settings = SyncSettings.load()
+    report = verify_databases(source, target, rules=settings.rules(), masking_key=settings.masking_key(),
+                              tables=request.tables, allowlist=settings.sync_target_allowlist,
+                              lock_timeout=settings.lock_timeout, deadline=sync_deadline(context, settings))
+    try:
+        publish_emf(verify_values(report))
+    except Exception as exc:  # noqa: BLE001 - metrics never change the verdict
+        logger.warning("metrics not published", extra={"error": repr(exc)})
+    for finding in report["findings"]:
+        logger.warning("verify finding", extra={"finding": line(finding)})
+    logger.info("verify finished", extra={"ok": report["ok"], "findings": len(report["findings"]),
+                                          "notes": report["notes"], "timings": report["timings"]})
+    return report
+
+
+SERVICES = {"sync": with_metrics(run_sync), "check-sequences": check_target, "verify": run_verify}
 
 
 @logger.inject_lambda_context(clear_state=True)
