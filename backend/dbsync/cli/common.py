@@ -1,0 +1,73 @@
+"""What every command shares: the settings read at the edge, connections with LOCK_TIMEOUT's lock
+timeout, the database a command is pointed at, a plain text table. Each import is inside the
+function that needs it: `db-sync --help` must not pay for psycopg2, pydantic or the engine."""
+
+from __future__ import annotations
+
+import argparse
+
+from dbsync.errors import EXIT_FINDINGS, DbSyncError
+
+# Each command imports what it uses: `db-sync --help` must not pay for psycopg2, pydantic or the
+# engine (docs/cli.md). The settings are read here, at the edge, and handed to the engine.
+EXIT_PROBLEM = EXIT_FINDINGS
+
+
+def load_settings(**overrides):
+    """The sync's settings (dbsync.settings.SyncSettings: LOCK_TIMEOUT, SYNC_*), options given on
+    the command line in place of their variables."""
+    from dbsync.settings import SyncSettings
+
+    return SyncSettings.load(**overrides)
+
+
+def lock_timeout() -> str:
+    from dbsync.settings import SharedSettings
+
+    return SharedSettings.load().lock_timeout
+
+
+def connect_to(url: str, role: str):
+    """A connection with LOCK_TIMEOUT's lock timeout."""
+    from dbsync.connect import connect
+
+    return connect(url, role=role, lock_timeout=lock_timeout())
+
+
+def dsn_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dsn", metavar="URL", help="the database (default: $DATABASE_URL)")
+
+
+def database_url(args) -> str:
+    """--dsn, else DATABASE_URL (the API's database setting); "" when neither is given, which
+    `connect` refuses in one line."""
+    from dbsync.settings import DatabaseSettings
+
+    if args.dsn:
+        return args.dsn
+    url = DatabaseSettings.load().database_url
+    return url.get_secret_value() if url is not None else ""
+
+
+def source_url(args):
+    """--source, else SOURCE_* (prod): a DSN or the settings that connect to it."""
+    from dbsync.settings import SourceDatabaseSettings
+
+    return args.source or SourceDatabaseSettings.load().required(option="--source")
+
+
+def rules_required(settings):
+    rules = settings.rules()
+    if rules is None:
+        raise DbSyncError("no rules file: pass --rules FILE or set SYNC_RULES_FILE")
+    return rules
+
+
+def text_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A plain aligned text table."""
+    cells = [[h for _, h in columns]] + [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns]
+                                          for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
