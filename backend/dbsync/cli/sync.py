@@ -24,32 +24,58 @@ def cmd_sync(args) -> int:
 
 
 def _sync(args, record) -> int:
-    """The sync itself; its progress on stderr (dbsync.progress), a summary table on a terminal."""
+    """The sync itself; its progress on stderr (dbsync.progress), then what it did."""
     from dbsync.progress import reporter
-    from dbsync.settings import RULES_OPT_OUT, SourceDatabaseSettings, TargetDatabaseSettings
     from dbsync.sync import sync_databases
-    from dbsync.sync.budget import Deadline
 
-    source = args.source or SourceDatabaseSettings.load().required(option="--source")
-    target = args.target or TargetDatabaseSettings.load().required(option="--target")
     settings = load_settings(sync_rules_file=args.rules, sync_max_seconds=args.max_seconds,
-                         sync_mode="incremental" if args.incremental else None, sync_schema_drift=args.schema_drift,
-                         sync_delete_orphans=args.delete_orphans or None, sync_verify=args.verify or None)
-    seconds = settings.sync_max_seconds
+                             sync_mode="incremental" if args.incremental else None,
+                             sync_schema_drift=args.schema_drift, sync_delete_orphans=args.delete_orphans or None,
+                             sync_verify=args.verify or None)
     rules = settings.rules()
     progress = reporter(sys.stderr, quiet=args.quiet)
     try:
-        result = sync_databases(source, target, tables=args.table, dry_run=args.dry_run, progress=progress,
-                                rules=rules, masking_key=settings.masking_key(),
-                                deadline=None if seconds is None else Deadline(args.started + seconds, seconds),
-                                incremental=settings.incremental, allowlist=settings.sync_target_allowlist,
-                                lock_timeout=settings.lock_timeout, schema_drift=settings.sync_schema_drift,
-                                delete_orphans=settings.sync_delete_orphans,
-                                exclude=settings.exclude(args.exclude_table), verify=settings.sync_verify)
+        result = sync_databases(*_databases(args), tables=args.table, dry_run=args.dry_run, progress=progress,
+                                rules=rules, **_options(args, settings))
     finally:
         if progress is not None:
             progress.close()
     record(result)
+    _warn(result, settings, rules)
+    fits = not args.dry_run or result["estimate"]["fits"]
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.dry_run:
+        print(_estimate_line(result, fits))
+    else:
+        _report(result, quiet=args.quiet)
+    return EXIT_OK if fits else EXIT_DOES_NOT_FIT
+
+
+def _databases(args) -> tuple:
+    """--source / --target, else the SOURCE_* / TARGET_* settings."""
+    from dbsync.settings import SourceDatabaseSettings, TargetDatabaseSettings
+
+    return (args.source or SourceDatabaseSettings.load().required(option="--source"),
+            args.target or TargetDatabaseSettings.load().required(option="--target"))
+
+
+def _options(args, settings) -> dict:
+    """The settings as sync_databases takes them: plain values, the deadline counted from the start."""
+    from dbsync.sync.budget import Deadline
+
+    seconds = settings.sync_max_seconds
+    return {"masking_key": settings.masking_key(),
+            "deadline": None if seconds is None else Deadline(args.started + seconds, seconds),
+            "incremental": settings.incremental, "allowlist": settings.sync_target_allowlist,
+            "lock_timeout": settings.lock_timeout, "schema_drift": settings.sync_schema_drift,
+            "delete_orphans": settings.sync_delete_orphans, "exclude": settings.exclude(args.exclude_table),
+            "verify": settings.sync_verify}
+
+
+def _warn(result: dict, settings, rules) -> None:
+    from dbsync.settings import RULES_OPT_OUT
+
     for warning in result.get("warnings", []):
         print(f"db-sync: warning: {warning}", file=sys.stderr)
     if rules is None and (settings.sync_rules_file or "").lower() == RULES_OPT_OUT:
@@ -59,34 +85,33 @@ def _sync(args, record) -> int:
         uncovered = result.get("masking", {}).get("uncovered") or []
         print("db-sync: warning: no masking rules (--rules or SYNC_RULES_FILE), so rows travel as they are"
               + (f"; personal-data columns among them: {', '.join(uncovered)}" if uncovered else ""), file=sys.stderr)
-    fits = not args.dry_run or result["estimate"]["fits"]
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return EXIT_OK if fits else EXIT_DOES_NOT_FIT
-    rows = sum(t.get("rows", 0) for t in result["tables"])
-    if args.dry_run:
-        est = result["estimate"]
-        budget = ("" if est["budget_seconds"] is None else
-                  f"; {'fits' if fits else 'does NOT fit'} the {est['seconds_left']:g} s left of the budget of"
-                  f" {est['budget_seconds']:g} s")
-        print(f"dry run: would copy {len(result['tables'])} table(s), {est['bytes'] / 2**20:.0f} MB on disk, from"
-              f" {result['source']} to {result['target']}; about {est['seconds']:g} s at {est['rate_mb_s']:g} MB/s"
-              f"{budget}; nothing was written")
-        return EXIT_OK if fits else EXIT_DOES_NOT_FIT
-    else:
-        if sys.stdout.isatty() and not args.quiet:
-            from dbsync.progress import summary
 
-            print(summary(result))
-        changed = [s for s in result["sequences_reset"] if s["action"] != "unchanged"]
-        modes = [t.get("mode", "full") for t in result["tables"]]
-        if any(m != "full" for m in modes):
-            print(f"incremental: {modes.count('unchanged')} table(s) unchanged, {modes.count('delta')} by delta,"
-                  f" {modes.count('full')} copied in full")
-        print(f"synced {len(result['tables'])} table(s), {rows} rows, from {result['source']} to {result['target']}"
-              f" in {result['timings']['total']:.1f}s; row counts validated; {len(result['sequences_reset'])}"
-              f" sequence-fed column(s), {len(changed)} moved, {len(result['schema_changes'])} schema fix(es)")
-    return EXIT_OK
+
+def _estimate_line(result: dict, fits: bool) -> str:
+    est = result["estimate"]
+    budget = ("" if est["budget_seconds"] is None else
+              f"; {'fits' if fits else 'does NOT fit'} the {est['seconds_left']:g} s left of the budget of"
+              f" {est['budget_seconds']:g} s")
+    return (f"dry run: would copy {len(result['tables'])} table(s), {est['bytes'] / 2**20:.0f} MB on disk, from"
+            f" {result['source']} to {result['target']}; about {est['seconds']:g} s at {est['rate_mb_s']:g} MB/s"
+            f"{budget}; nothing was written")
+
+
+def _report(result: dict, *, quiet: bool) -> None:
+    """The summary table on a terminal, then the closing lines."""
+    if sys.stdout.isatty() and not quiet:
+        from dbsync.progress import summary
+
+        print(summary(result))
+    rows = sum(t.get("rows", 0) for t in result["tables"])
+    changed = [s for s in result["sequences_reset"] if s["action"] != "unchanged"]
+    modes = [t.get("mode", "full") for t in result["tables"]]
+    if any(m != "full" for m in modes):
+        print(f"incremental: {modes.count('unchanged')} table(s) unchanged, {modes.count('delta')} by delta,"
+              f" {modes.count('full')} copied in full")
+    print(f"synced {len(result['tables'])} table(s), {rows} rows, from {result['source']} to {result['target']}"
+          f" in {result['timings']['total']:.1f}s; row counts validated; {len(result['sequences_reset'])}"
+          f" sequence-fed column(s), {len(changed)} moved, {len(result['schema_changes'])} schema fix(es)")
 
 
 def add_parser(sub) -> None:
