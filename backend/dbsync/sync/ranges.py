@@ -91,10 +91,15 @@ def plan_ranges(link: Link, unit: Unit, key: tuple[str, ...], *, from_: sql.Comp
         low, high, estimate = cur.fetchone()
     if low is None:
         return None  # prod's table is empty: nothing to cut
+    return Ranges(column, range_shift(low, high, estimate))
+
+
+def range_shift(low, high, estimate: float | None) -> int:
+    """The right shift that cuts keys from `low` to `high` into ranges of about RANGE_ROWS rows,
+    given the planner's row estimate (-1 or 0 when unknown: the keys are taken as dense)."""
     span = float(high - low) + 1
     rows = estimate if estimate and estimate > 0 else span
-    shift = max(0, min(62, round(math.log2(max(1.0, span / rows * RANGE_ROWS)))))
-    return Ranges(column, shift)
+    return max(0, min(62, round(math.log2(max(1.0, span / rows * RANGE_ROWS)))))
 
 
 _SUMMARY = sql.SQL("SELECT {b} AS b, count(*) AS n, bit_xor({h}) AS h, count(*) FILTER (WHERE {recent}) AS recent"
