@@ -5,15 +5,9 @@ to a full sync."""
 
 from __future__ import annotations
 
-import threading
-import time
-
-import psycopg2
-from psycopg2 import sql
-
 from dbsync.sync import delta, sync_databases
 from tests.support.db import execute
-from tests.support.nights import modes, night, prod_and_stagings
+from tests.support.nights import modes, night, prod_and_stagings, while_reading
 
 DELTA_MODES = {"delta", "unchanged", "full"}  # full: only by the share-changed threshold (modes())
 
@@ -84,31 +78,9 @@ def test_readers_never_wait_while_a_cycle_is_applied(make_db):
     prod, _, inc = prod_and_stagings(make_db, CYCLE, CYCLE_ROWS)
     execute(prod, "INSERT INTO m_left VALUES (201, NULL, 'new')", "INSERT INTO m_right VALUES (201, 201, 'new')",
             "UPDATE m_left SET right_id = 201 WHERE id IN (1, 201)", "DELETE FROM m_left WHERE id = 9")
-    failures, reads, stop = [], [0], threading.Event()
-
-    def reader():
-        conn = psycopg2.connect(inc)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SET lock_timeout = '50ms'")
-            while not stop.is_set():
-                try:
-                    for table in ("m_left", "m_right", "p_hang", "a_child"):
-                        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
-                    reads[0] += 1
-                except psycopg2.Error as exc:
-                    failures.append(str(exc))
-        conn.close()
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    time.sleep(0.1)
-    try:
-        result = sync_databases(prod, inc, incremental=True)
-    finally:
-        stop.set()
-        thread.join()
-    assert failures == [] and reads[0] > 0
+    result, failures, reads = while_reading(inc, ("m_left", "m_right", "p_hang", "a_child"),
+                                            lambda: sync_databases(prod, inc, incremental=True))
+    assert failures == [] and reads > 0
     assert _no_fallback(result)["m_left"] == "delta"
 
 

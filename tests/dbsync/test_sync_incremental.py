@@ -4,9 +4,6 @@ with masked columns, partitions and an identity column, after writes on both sid
 
 from __future__ import annotations
 
-import threading
-import time
-
 import psycopg2
 import pytest
 
@@ -17,6 +14,7 @@ from dbsync.sync import apply, delta, sync_databases
 from localdev.oldsync import replicate_like_old_sync_dsn
 from localdev.sampledata import build_prod
 from tests.support.db import execute
+from tests.support.nights import everything, while_reading
 
 RULES = "backend/sync-rules.yaml"
 KEY = MaskingKey(b"incremental test key, 32 characters or more")
@@ -26,26 +24,6 @@ EXTRA = ("CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY, at date N
          "CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
          "CREATE TABLE tags (label text, weight int)")  # no primary key: always a full copy
 
-
-
-
-def everything(dsn: str) -> dict:
-    """Every table's rows (sorted) and every sequence's position (public: the sync's own record
-    of what it saw lives in the dbsync schema)."""
-    conn = psycopg2.connect(dsn)
-    out = {}
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT c.relname FROM pg_class c WHERE c.relkind IN ('r', 'p')"
-                        " AND c.relnamespace = 'public'::regnamespace ORDER BY 1")
-            for (name,) in cur.fetchall():
-                cur.execute(f'SELECT * FROM ONLY "{name}"')  # noqa: S608 - catalog names
-                out[name] = sorted(map(repr, cur.fetchall()))
-            cur.execute("SELECT sequencename, last_value FROM pg_sequences ORDER BY 1")
-            out["sequences"] = cur.fetchall()
-    finally:
-        conn.close()
-    return out
 
 
 def make_prod(make_db, scale: float) -> str:
@@ -161,32 +139,10 @@ def test_staging_readers_never_wait_during_an_incremental_sync(make_db):
     prod = make_prod(make_db, 0.004)
     staging = staging_of(make_db, prod)
     execute(prod, *PROD_CHANGES)
-    failures, reads, stop = [], [0], threading.Event()
-
-    def reader():
-        conn = psycopg2.connect(staging)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SET lock_timeout = '50ms'")
-            while not stop.is_set():
-                try:
-                    for table in ("books", "users", "reviews", "events", "book_authors"):
-                        cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - fixed names
-                    reads[0] += 1
-                except psycopg2.Error as exc:
-                    failures.append(str(exc))
-        conn.close()
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    time.sleep(0.1)
-    try:
-        sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY, incremental=True,
-                       tables=["books", "users", "reviews", "events", "book_authors", "authors"])
-    finally:
-        stop.set()
-        thread.join()
-    assert failures == [] and reads[0] > 0
+    tables = ("books", "users", "reviews", "events", "book_authors")
+    _, failures, reads = while_reading(staging, tables, lambda: sync_databases(
+        prod, staging, rules=load_rules(RULES), masking_key=KEY, incremental=True, tables=[*tables, "authors"]))
+    assert failures == [] and reads > 0
 
 
 def test_a_delta_that_breaks_a_constraint_reruns_the_sync_in_full(make_db):

@@ -61,3 +61,36 @@ def modes(result: dict) -> dict[str, str]:
         out[t["table"].removeprefix("public.")] = t["mode"] if t["mode"] != "full" or cheaper \
             else f"full: {t.get('reason')}"
     return out
+
+
+def while_reading(dsn: str, tables: tuple[str, ...], work):
+    """Run `work()` while a reader with a 50 ms lock timeout counts `tables` on `dsn` in a loop;
+    (work's result, the reader's failures, how many rounds it read)."""
+    import threading
+    import time
+
+    failures, reads, stop = [], [0], threading.Event()
+
+    def reader():
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '50ms'")
+            while not stop.is_set():
+                try:
+                    for table in tables:
+                        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+                    reads[0] += 1
+                except psycopg2.Error as exc:
+                    failures.append(str(exc))
+        conn.close()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.1)
+    try:
+        result = work()
+    finally:
+        stop.set()
+        thread.join()
+    return result, failures, reads[0]
