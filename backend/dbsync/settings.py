@@ -215,13 +215,15 @@ class SyncSettings(SharedSettings):
     sync_verify: bool = False  # sync --verify: compare every row with prod's before the COMMIT (dbsync.verify)
     sync_exclude_tables: str | None = None  # comma-separated globs on schema.table
 
-    @field_validator("sync_schema_drift", mode="before")
+    @field_validator("sync_schema_drift", "sync_mode", mode="before")
     @classmethod
-    def _drift(cls, value: Any) -> Any:
+    def _one_of(cls, value: Any, info) -> Any:
+        """A word from a short list, any case; refused naming the variable and the words."""
         if isinstance(value, str):
             value = value.lower()
-            if value not in DRIFT_POLICIES:
-                raise ValueError(f"SYNC_SCHEMA_DRIFT={value!r} is not one of {', '.join(DRIFT_POLICIES)}")
+            choices = {"sync_schema_drift": DRIFT_POLICIES, "sync_mode": SYNC_MODES}[info.field_name]
+            if value not in choices:
+                raise ValueError(f"{info.field_name.upper()}={value!r} is not one of {', '.join(choices)}")
         return value
 
     @field_validator("sync_max_seconds", mode="before")
@@ -239,15 +241,6 @@ class SyncSettings(SharedSettings):
     def _positive(cls, value: float | None) -> float | None:
         if value is not None and not value > 0:
             raise ValueError(f"the time budget must be a positive number of seconds, not {value:g}")
-        return value
-
-    @field_validator("sync_mode", mode="before")
-    @classmethod
-    def _mode(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.lower()
-            if value not in SYNC_MODES:
-                raise ValueError(f"SYNC_MODE={value!r} is not one of {', '.join(SYNC_MODES)}")
         return value
 
     @model_validator(mode="after")
