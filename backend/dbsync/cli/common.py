@@ -34,6 +34,16 @@ def connect_to(url: str, role: str):
     return connect(url, role=role, lock_timeout=lock_timeout())
 
 
+def source_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", metavar="URL", help="prod, read only (default: $SOURCE_DATABASE_URL or"
+                        " $SOURCE_DB_SECRET_ARN)")
+
+
+def target_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", metavar="URL", help="staging (default: $TARGET_DATABASE_URL or"
+                        " $TARGET_DB_SECRET_ARN)")
+
+
 def dsn_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dsn", metavar="URL", help="the database (default: $DATABASE_URL)")
 

@@ -13,6 +13,7 @@ from dbsync.cli.common import (
     load_settings,
     lock_timeout,
     rules_required,
+    source_option,
     source_url,
     text_table,
 )
@@ -189,8 +190,7 @@ def add_rules_parsers(sub) -> None:
                                          " comment saying why it was flagged; never keep. Where none fits: null if"
                                          " the column is nullable, else TODO, which check-rules refuses until a"
                                          " person decides. Reads the catalog only, writes nothing to the database.")
-    p.add_argument("--source", metavar="URL", help="prod (read only) (default: $SOURCE_DATABASE_URL or"
-                   " $SOURCE_DB_SECRET_ARN)")
+    source_option(p)
     p.add_argument("--output", metavar="FILE", help="write the draft here (refused if it exists); default: stdout")
     p.add_argument("--debug", action="store_true", help="add the traceback to a failure's one line")
     p.set_defaults(func=cmd_rules_init)
@@ -202,8 +202,7 @@ def add_data_parsers(sub) -> None:
                        description="Rows of each table as the sync would copy them to staging: masked by the"
                                    " source's server with the rules, in a read-only snapshot; nothing is written."
                                    " Prod's raw values are shown beside only with --show-raw, on a terminal.")
-    p.add_argument("--source", metavar="URL", help="prod (read only) (default: $SOURCE_DATABASE_URL or"
-                   " $SOURCE_DB_SECRET_ARN)")
+    source_option(p)
     p.add_argument("--rules", metavar="FILE", help="masking rules (default: $SYNC_RULES_FILE); the key comes from"
                    " $SYNC_MASKING_KEY or $SYNC_MASKING_KEY_SECRET_ARN")
     p.add_argument("--table", action="append", metavar="T", help="only this table (repeatable); default: every table")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from dbsync.cli.common import load_settings
+from dbsync.cli.common import load_settings, source_option, target_option
 from dbsync.errors import EXIT_DOES_NOT_FIT, EXIT_OK
 
 
@@ -121,10 +121,8 @@ def add_parser(sub) -> None:
                                    " any failure leaves the target unchanged.")
     # Without --source/--target, the same settings as the Lambda: SOURCE_DATABASE_URL or
     # SOURCE_DB_SECRET_ARN (+ SOURCE_DB_HOST/PORT/NAME), and TARGET_* likewise.
-    p.add_argument("--source", metavar="URL", help="the source database (prod; read only)"
-                   " (default: $SOURCE_DATABASE_URL or $SOURCE_DB_SECRET_ARN)")
-    p.add_argument("--target", metavar="URL", help="the target database (staging)"
-                   " (default: $TARGET_DATABASE_URL or $TARGET_DB_SECRET_ARN)")
+    source_option(p)
+    target_option(p)
     p.add_argument("--table", action="append", metavar="T",
                    help="only this table (schema.table or table; repeatable); default: every table")
     p.add_argument("--rules", metavar="FILE", help="masking rules (default: $SYNC_RULES_FILE); the key comes from"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from dbsync.cli.common import load_settings
+from dbsync.cli.common import load_settings, source_option, target_option
 from dbsync.errors import EXIT_FINDINGS, EXIT_OK
 
 
@@ -45,9 +45,8 @@ def add_parser(sub) -> None:
                                    " (foreign keys, NOT VALID constraints, sequences, the record). Nothing is"
                                    " written on prod; temporary tables on staging only. Exit 0 clean, 1 findings,"
                                    " 2 could not verify.")
-    p.add_argument("--source", metavar="URL", help="prod (read only) (default: $SOURCE_DATABASE_URL or"
-                   " $SOURCE_DB_SECRET_ARN)")
-    p.add_argument("--target", metavar="URL", help="staging (default: $TARGET_DATABASE_URL or $TARGET_DB_SECRET_ARN)")
+    source_option(p)
+    target_option(p)
     p.add_argument("--rules", metavar="FILE", help="masking rules (default: $SYNC_RULES_FILE; `none`: no masking,"
                    " the personal-data checks skipped); the key comes from $SYNC_MASKING_KEY or"
                    " $SYNC_MASKING_KEY_SECRET_ARN")
