@@ -106,7 +106,13 @@ def _round(src, full_dst, inc_dst, changes, log, label):
     if a != b:
         raise RuntimeError(f"after {label} the incremental staging differs from the full one: {a} != {b}")
     log(f"  {label}: full {fmt_s(full.seconds)}  incremental {fmt_s(inc.seconds)}")
+    log(f"    {_breakdown(inc.stdout)}")
     return full.seconds, inc.seconds
+
+
+def _breakdown(stdout: str) -> str:
+    """The incremental night's phases that took 10 ms or more."""
+    return ", ".join(f"{k} {v:.3f}" for k, v in json.loads(stdout)["timings"].items() if v >= 0.01)
 
 
 def run(server, *, scale: float = 1.0, pairs: int = 3, log=print) -> tuple[Table, dict]:

@@ -38,6 +38,8 @@ AUTO_FULL_FRACTION = 0.25
 MAX_DELTA_KEYS = 200_000
 # The sample that decides early for a table with one integer key: keys divisible by this.
 SAMPLE_MODULUS = 97
+# Pages of prod's table read to tell a table mostly rewritten since the last sync (see recent_sample).
+SAMPLE_PAGES = 100
 
 
 class DeltaConflict(DbSyncError):
@@ -56,6 +58,7 @@ class Delta:
     gone: int = 0  # on staging, not on prod
     digest_seconds: float = 0.0
     how: str = "by digest"  # or "since the last sync" (dbsync.sync.record)
+    sampled: bool = False  # changed and source_rows are a sample's (recent_sample)
     ranges: ranges.Ranges | None = None  # how the key was cut, if it was (dbsync.sync.ranges)
     inserted: int = 0  # by the apply
     deleted: int = 0  # vanished keys no longer there after it, whoever removed them (a cascade too)
@@ -245,6 +248,35 @@ def _staged_keys(cur, unit: Unit, key: tuple[str, ...], i: int,
     return temp_table("staged", i)
 
 
+@dataclass
+class Sample:
+    """Prod's pages sampled: their rows, and those written since the last sync."""
+
+    rows: int
+    recent: int
+
+
+_SAMPLE = sql.SQL("SELECT count(*), count(*) FILTER (WHERE {recent}) FROM {t} TABLESAMPLE SYSTEM ({pct})"
+                  " REPEATABLE (0){where}")
+
+
+def recent_sample(link: Link, unit: Unit, recent: sql.Composable) -> Sample:
+    """About SAMPLE_PAGES of prod's pages, at random but the same each time (every page of a small
+    table): a table mostly rewritten since the last sync goes to a full copy before either side
+    scans it. A partitioned table is not sampled (its pages are its partitions'): its summaries
+    decide."""
+    if unit.source.relkind == "p":
+        return Sample(0, 0)
+    with link.source.cursor() as cur:
+        cur.execute("SELECT pg_relation_size(%s), current_setting('block_size')::int", (unit.source.oid,))
+        size, page = cur.fetchone()
+        pct = min(100.0, 100.0 * SAMPLE_PAGES * page / max(1, size))
+        cur.execute(_SAMPLE.format(recent=recent, t=only_from(unit.source), pct=sql.Literal(pct),
+                                   where=_source_where(unit)))
+        rows, n_recent = cur.fetchone()
+    return Sample(rows, n_recent)
+
+
 def recent_share(link: Link, unit: Unit, recent: sql.Composable) -> tuple[int, int]:
     """(rows written since the last sync, all rows) on prod: one scan with a cheap filter, before
     any key or row is streamed, so that a table mostly rewritten goes straight to a full copy."""
@@ -271,6 +303,9 @@ def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last) -> D
     began = time.perf_counter()
     recent, source = recent_source_filter(last), only_from(unit.source)
     fast = fast_digest(link, unit, key)
+    seen = recent_sample(link, unit, recent)
+    if seen.recent > AUTO_FULL_FRACTION * max(1, seen.rows):
+        return Delta(seen.rows, seen.recent, 0, time.perf_counter() - began, sampled=True)
     cut = ranges.plan_ranges(link, unit, key, from_=source)
     summaries = (temp_table("summary", i), temp_table("staged_summary", i))
     if cut:

@@ -192,7 +192,8 @@ def _choose(run: SyncRun, unit, key, i) -> delta.Delta | None:
 def _decide(unit, found: delta.Delta, how: str) -> delta.Delta:
     found.how = how
     if found.fraction > delta.AUTO_FULL_FRACTION:
-        unit.reason = f"{found.fraction:.0%} of its rows differ: a full copy is cheaper"
+        about, sample = ("about ", " (a sample)") if found.sampled else ("", "")
+        unit.reason = f"{about}{found.fraction:.0%} of its rows differ{sample}: a full copy is cheaper"
     elif found.changed > delta.MAX_DELTA_KEYS:
         unit.reason = f"{found.changed} rows differ, more than one delta fetches"
     else:
