@@ -31,14 +31,14 @@ def _upsert_statements(unit: Unit, key: tuple[str, ...], i: int) -> tuple[sql.Co
         match = sql.SQL("{} AND ({}) IS DISTINCT FROM ({})").format(
             key_match, sql.SQL(", ").join(sql.Identifier("t", c) for c in others),
             sql.SQL(", ").join(sql.Identifier("r", c) for c in others))
-    update = _REWRITE_CHANGED.format(
+    rewrite = _REWRITE_CHANGED.format(
         t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in others),
         values=sql.SQL(", ").join(sql.Identifier("r", c) for c in others), rows=rows, match=match) if others else None
-    insert = _ADD_NEW.format(
+    add = _ADD_NEW.format(
         t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
         values=sql.SQL(", ").join(sql.Identifier("r", c) for c in unit.columns), rows=rows,
         only_t=only_from(unit.target), match=key_match)
-    return update, insert
+    return rewrite, add
 
 
 def upsert(conn, unit: Unit, key: tuple[str, ...], i: int) -> int:

@@ -107,7 +107,7 @@ def check(link: Link, refs: list[StagingReference], *, delete_orphans: bool) -> 
                           " (SYNC_DELETE_ORPHANS=true); nothing was written")
 
 
-_DELETE = sql.SQL("DELETE FROM {t} c WHERE {dangling}")
+_REMOVE_DANGLING = sql.SQL("DELETE FROM {t} c WHERE {dangling}")
 _SET = sql.SQL("UPDATE {t} c SET {assign} WHERE {dangling}")
 
 
@@ -125,7 +125,7 @@ def apply(conn, refs: list[StagingReference], drift: Drift, *, delete_orphans: b
                 cur.execute(_SET.format(t=t, assign=assign, dangling=_dangling(ref)))
                 drift.count(ref.table.label, "nulled" if ref.on_delete == "n" else "defaulted", cur.rowcount)
             elif ref.on_delete == "c" or delete_orphans:
-                cur.execute(_DELETE.format(t=t, dangling=_dangling(ref)))
+                cur.execute(_REMOVE_DANGLING.format(t=t, dangling=_dangling(ref)))
                 drift.count(ref.table.label, "deleted", cur.rowcount)
 
 
