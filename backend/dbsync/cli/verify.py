@@ -1,4 +1,4 @@
-"""`db-sync verify` (docs/sync.md, Verify)."""
+"""`db-sync verify` (docs/verify.md)."""
 
 from __future__ import annotations
 
