@@ -77,9 +77,14 @@ def _watch(reader: socket.socket) -> None:
 
 @contextlib.contextmanager
 def handling_signals() -> Iterator[None]:
-    """Within the block (main thread only), SIGINT and SIGTERM cancel every running statement and
-    raise Signalled; the previous handlers and wake-up fd come back afterwards."""
+    """Within the block, SIGINT and SIGTERM cancel every running statement and raise Signalled;
+    the previous handlers and wake-up fd come back afterwards. Python lets only the main thread
+    install handlers: called from another thread (a caller running `db-sync` in a worker), the
+    block runs with the process's handlers as they are."""
     _received.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     reader, writer = socket.socketpair()
     writer.setblocking(False)
     previous = {s: signal.signal(s, _handle) for s in SIGNALS}

@@ -98,3 +98,16 @@ def test_a_signal_ends_the_sync_rolled_back_with_one_line(slow_dbs, moment, sig)
     assert lines == [f"db-sync: error: interrupted while {DOING[moment]}: rolled back, staging unchanged"]
     assert query(tgt, "SELECT * FROM notes ORDER BY id") == before
     wait_for(lambda: sessions(src) == 0 and sessions(tgt) == 0, seconds=5)
+
+
+def test_the_cli_runs_from_a_thread_that_cannot_install_signal_handlers(capsys):
+    """Only the main thread may install handlers: from another thread db-sync still runs."""
+    import threading
+
+    from dbsync.cli import main
+
+    codes = []
+    worker = threading.Thread(target=lambda: codes.append(main(["check-rules", "--dsn", "", "--rules", "none"])))
+    worker.start()
+    worker.join()
+    assert codes == [2] and "db-sync: error:" in capsys.readouterr().err
