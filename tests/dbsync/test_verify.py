@@ -23,15 +23,21 @@ RULES = "backend/sync-rules.yaml"
 KEY = MaskingKey(b"verify test key, 32 characters or more!")
 
 
-@pytest.fixture
-def synced(make_db, no_allowlist, monkeypatch):
-    """A small prod and a staging synced from it with the shipped rules: (prod, staging)."""
+def prod_and_synced_staging(make_db, **sync_options) -> tuple[str, str]:
+    """A small prod and a staging synced from it with `sync_options`."""
     prod, staging = make_db("vprod"), make_db("vstaging")
     conn = psycopg2.connect(prod)
     build_prod(conn, scale=0.001)
     conn.close()
     replicate_like_old_sync_dsn(prod, staging)
-    sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY)
+    sync_databases(prod, staging, **sync_options)
+    return prod, staging
+
+
+@pytest.fixture
+def synced(make_db, no_allowlist, monkeypatch):
+    """A small prod and a staging synced from it with the shipped rules: (prod, staging)."""
+    prod, staging = prod_and_synced_staging(make_db, rules=load_rules(RULES), masking_key=KEY)
     monkeypatch.setenv("SYNC_MASKING_KEY", KEY.value.decode())
     monkeypatch.delenv("SYNC_MASKING_KEY_SECRET_ARN", raising=False)
     monkeypatch.delenv("SYNC_METRICS", raising=False)
@@ -77,12 +83,7 @@ def test_clean_right_after_an_incremental_sync_and_attributes_prods_writes_since
 
 
 def test_clean_without_masking_and_says_the_personal_checks_were_skipped(make_db, no_allowlist, capsys):
-    prod, staging = make_db("vprod"), make_db("vstaging")
-    conn = psycopg2.connect(prod)
-    build_prod(conn, scale=0.001)
-    conn.close()
-    replicate_like_old_sync_dsn(prod, staging)
-    sync_databases(prod, staging)
+    prod, staging = prod_and_synced_staging(make_db)
     code = cli.main(["verify", "--source", prod, "--target", staging, "--rules", "none"])
     out = capsys.readouterr().out
     assert code == 0, out
