@@ -131,6 +131,24 @@ def test_each_tampering_is_named_and_exits_1(synced, capsys, case):
         assert raw_email not in json.dumps(report) and raw_name not in json.dumps(report)  # keys, never values
 
 
+def test_raw_emails_are_found_whatever_form_prods_take(make_db, no_allowlist, capsys, monkeypatch):
+    """Only staging's values outside the outputs' form are looked for on prod, unless prod holds
+    a value of that form: then every raw value is, and a copy of one is still found."""
+    prod, staging = prod_and_synced_staging(make_db)
+    monkeypatch.setenv("SYNC_MASKING_KEY", KEY.value.decode())
+    lookalike = "user-0123456789abcdef0123456789abcdef@example.com"
+    execute(prod, f"UPDATE users SET email = '{lookalike}' WHERE id = 3")
+    sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY)
+    execute(staging, "INSERT INTO users (email, display_name) VALUES ('qa-signup@corp.test', 'QA')")
+    code, report = verify(prod, staging, capsys=capsys)
+    assert code == 0, report["findings"]  # a staging write outside the form that prod lacks: no leak
+    execute(staging, f"UPDATE users SET email = '{lookalike}' WHERE id = 4")
+    code, report = verify(prod, staging, capsys=capsys)
+    leaks = [f for f in report["findings"] if f["kind"] == "personal_data"]
+    assert code == 1 and [f["column"] for f in leaks] == ["email"], report["findings"]
+    assert "anywhere in the column" in leaks[0]["detail"] and lookalike not in json.dumps(report)
+
+
 def _corrupting_copy(monkeypatch):
     """The sync's own copy writes a wrong title into one row of books."""
     real = phases.stream_copy

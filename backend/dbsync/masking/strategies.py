@@ -119,6 +119,12 @@ def _date_shift(column: sql.Composable, column_type: str, days: int) -> sql.Comp
     return _from_utc(sql.SQL("({} + {} * interval '1 day')").format(_utc(column, column_type), shift), column_type)
 
 
+def email_form(value: sql.Composable) -> sql.Composable:
+    """True where `value` has the form of the email strategy's every output (a LIKE, wider than
+    the output: a value outside it is never one of the strategy's outputs)."""
+    return sql.SQL("({})::text LIKE {}").format(value, sql.Literal(f"user-%@{EMAIL_DOMAIN}"))
+
+
 def expression(rule: ColumnRule, column: str, column_type: str) -> sql.Composable:
     """The value the rule gives the column, as an expression over the row, cast to its type."""
     col = sql.Identifier(column)

@@ -80,6 +80,7 @@ class _Run:
     tables: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     usable: dict[str, record.LastSync] = field(default_factory=dict)  # the record, where it is usable
+    compared: dict[str, compare.TableCompared] = field(default_factory=dict)  # by table label
 
     def check_budget(self) -> None:
         """Every statement from here ends before the deadline (statement_timeout)."""
@@ -172,6 +173,7 @@ def _compare(run: _Run, units: list[Unit], target_catalog: Catalog) -> None:
         attributed += last is not None
         found = compare.compare_table(run.link, unit, compare.primary_key(unit, target_catalog.keys), last, i)
         run.tables.append(found.as_dict())
+        run.compared[unit.label] = found
         _difference_findings(run, found)
     if attributed < len(units):
         run.notes.append(f"{len(units) - attributed} table(s) without a usable record of the last sync: their"
@@ -197,7 +199,8 @@ def _personal(run: _Run, units: list[Unit], target_catalog: Catalog, source_cata
     for i, unit in enumerate(units):
         run.doing = f"looking for raw personal data in {unit.label}"
         run.check_budget()
-        for leak in personal.check_table(run.link, unit, compare.primary_key(unit, target_catalog.keys), key, i):
+        for leak in personal.check_table(run.link, unit, compare.primary_key(unit, target_catalog.keys), key, i,
+                                         run.compared[unit.label]):
             run.findings.append(Finding(kind="personal_data", table=leak.table, column=leak.column, keys=leak.keys,
                                         detail=leak.detail()))
     shared = {k for k in target_catalog.tables if k in source_catalog.tables

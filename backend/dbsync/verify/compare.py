@@ -69,6 +69,8 @@ class TableCompared:
     differences: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WHO, 0))
     keys: dict[str, list[str]] = field(default_factory=dict)  # who → a few differing keys
     attributed: bool = False  # a usable record of the last sync
+    cut: Cut | None = field(default=None, repr=False)  # how the table was cut into ranges
+    buckets: list[int] = field(default_factory=list, repr=False)  # the differing ranges, every one
 
     @property
     def differ(self) -> bool:
@@ -188,11 +190,12 @@ def compare_table(link: Link, unit: Unit, key: tuple[str, ...], last: record.Las
         cur.execute(_DIFFERING.format(p=names[0], s=names[1]))
         differing = cur.fetchall()
     result.differing_range_count = len(differing)
+    result.cut, result.buckets = cut, [int(b) for b, *_ in differing]
     result.differing_ranges = [cut.name(int(b)) for b, *_ in differing[:SAMPLE_KEYS]]
     if not differing:
         return result
     if key:
-        _attribute_rows(link, side, cut, key, [int(b) for b, *_ in differing], slot, result)
+        _attribute_rows(link, side, cut, key, result.buckets, slot, result)
     else:
         _attribute_counts(differing, result)
     return result
