@@ -152,12 +152,18 @@ def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ident
 def read_in_background(link: Link, copy_out: sql.Composable, spool):
     """Start prod's COPY into `spool` in a thread; the returned function waits for it (within
     the time budget, cancelling prod's statement past it) and raises what it raised."""
+    return read_all_in_background(link, [(copy_out, spool)])
+
+
+def read_all_in_background(link: Link, copies: list[tuple[sql.Composable, object]]):
+    """read_in_background of several COPYs, one after another in one thread, each into its spool."""
     outcome: dict = {}
 
     def read():
         try:
             with link.source.cursor() as cur:
-                cur.copy_expert(copy_out.as_string(link.source), spool)
+                for copy_out, spool in copies:
+                    cur.copy_expert(copy_out.as_string(link.source), spool)
         except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
             outcome["error"] = exc
 

@@ -47,17 +47,17 @@ class VerifyFailed(DbSyncError):
 def check_synced(link: Link, units: list[Unit], keys: dict, before_each=lambda: None) -> dict:
     """The comparison inside a sync (its snapshot, its transaction and locks): {tables, rows,
     key_ranges}; VerifyFailed naming each differing table, a few of its ranges and keys."""
-    differing, rows, count = [], 0, 0
+    planned = []
     for i, unit in enumerate(units):
         before_each(unit)
-        found = compare.compare_table(link, unit, compare.primary_key(unit, keys), None, i)
-        rows, count = rows + found.source_rows, count + found.ranges
-        if found.differ:
-            differing.append(found)
+        planned.append(compare.plan_table(link, unit, compare.primary_key(unit, keys), None, i))
+    found = compare.compare_tables(link, planned)
+    differing = [t for t in found if t.differ]
     if differing:
         raise VerifyFailed("the verify found staging different from prod as the rules mask it, so nothing was"
                            " committed: " + "; ".join(_described(t) for t in differing[:5]))
-    return {"tables": len(units), "rows": rows, "key_ranges": count}
+    return {"tables": len(units), "rows": sum(t.source_rows for t in found),
+            "key_ranges": sum(t.ranges for t in found)}
 
 
 def _described(found: compare.TableCompared) -> str:
@@ -81,6 +81,7 @@ class _Run:
     timings: dict[str, float] = field(default_factory=dict)
     usable: dict[str, record.LastSync] = field(default_factory=dict)  # the record, where it is usable
     compared: dict[str, compare.TableCompared] = field(default_factory=dict)  # by table label
+    problems: list[integrity.Problem] = field(default_factory=list)  # staging's, found while prod summarised
 
     def check_budget(self) -> None:
         """Every statement from here ends before the deadline (statement_timeout)."""
@@ -162,19 +163,29 @@ def _verify(run: _Run, tables: list[str] | None) -> None:
 
 
 def _compare(run: _Run, units: list[Unit], target_catalog: Catalog) -> None:
+    """Every table compared; staging's own integrity checks run while prod summarises."""
     run.usable = usable = record.read_state(run.link.source, run.link.target)
-    attributed = 0
+    planned = []
     for i, unit in enumerate(units):
-        run.doing = f"comparing {unit.label}"
-        run.check_budget()
+        run.doing = f"planning the comparison of {unit.label}"
         last = usable.get(unit.label)
         if last is not None and last.fingerprint != record.fingerprint(run.link.source, unit, run.key):
             last = None  # masked otherwise than the rules say now: integrity reports it
-        attributed += last is not None
-        found = compare.compare_table(run.link, unit, compare.primary_key(unit, target_catalog.keys), last, i)
+        planned.append(compare.plan_table(run.link, unit, compare.primary_key(unit, target_catalog.keys), last, i))
+    run.doing = "comparing the tables"
+    run.check_budget()
+
+    def meanwhile():
+        run.doing = "checking foreign keys and constraints"
+        with run.link.target.cursor() as cur:
+            run.problems = integrity.dangling_references(cur, target_catalog) + integrity.not_valid(cur)
+        run.doing = "comparing the tables"
+
+    for found in compare.compare_tables(run.link, planned, meanwhile):
         run.tables.append(found.as_dict())
-        run.compared[unit.label] = found
+        run.compared[found.table] = found
         _difference_findings(run, found)
+    attributed = sum(p.result.attributed for p in planned)
     if attributed < len(units):
         run.notes.append(f"{len(units) - attributed} table(s) without a usable record of the last sync: their"
                          " differences are not attributed, so each is a finding")
@@ -219,9 +230,7 @@ def _personal(run: _Run, units: list[Unit], target_catalog: Catalog, source_cata
 
 
 def _integrity(run: _Run, units: list[Unit], target_catalog: Catalog) -> None:
-    with run.link.target.cursor() as cur:
-        problems = integrity.dangling_references(cur, target_catalog) + integrity.not_valid(cur)
-    problems += integrity.record_problems(run.link.source, run.link.target, units, run.key, run.usable)
+    problems = run.problems + integrity.record_problems(run.link.source, run.link.target, units, run.key, run.usable)
     for p in problems:
         finding = Finding(kind=p.kind, table=p.table, detail=p.detail)
         if p.keys:

@@ -16,6 +16,7 @@ it. Without a usable record every difference is unexplained. Keys are reported, 
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass, field
 
@@ -176,53 +177,97 @@ def sides(link: Link, unit: Unit, last: record.LastSync | None) -> Sides:
                  record.recent_target_filter(last, sql.Identifier("s", "xmin")))
 
 
+@dataclass
+class Planned:
+    """One table's comparison, planned: what each side reads, how it is cut, where the summaries go."""
+
+    unit: Unit
+    key: tuple[str, ...]
+    side: Sides
+    cut: Cut
+    slot: int
+    result: TableCompared
+
+    @property
+    def names(self) -> tuple[sql.Identifier, sql.Identifier]:
+        return _temp("prod", self.slot), _temp("staged", self.slot)
+
+
+def plan_table(link: Link, unit: Unit, key: tuple[str, ...], last: record.LastSync | None, slot: int) -> Planned:
+    side = sides(link, unit, last)
+    return Planned(unit, key, side, plan_cut(link, unit, key, side.fast), slot,
+                   TableCompared(unit.label, attributed=last is not None))
+
+
+def compare_tables(link: Link, planned: list[Planned], meanwhile=lambda: None) -> list[TableCompared]:
+    """Every planned table's summaries (prod's read by one thread, table after table, while
+    staging computes its own and then runs `meanwhile`, more of staging's own work), then the
+    differing ranges of each, key by key."""
+    summarise_all(link, planned, meanwhile)
+    for p in planned:
+        finish_table(link, p)
+    return [p.result for p in planned]
+
+
 def compare_table(link: Link, unit: Unit, key: tuple[str, ...], last: record.LastSync | None,
                   slot: int) -> TableCompared:
     """Both servers' summaries of one table at once, then the differing ranges key by key."""
-    side = sides(link, unit, last)
-    cut = plan_cut(link, unit, key, side.fast)
-    result = TableCompared(unit.label, attributed=last is not None)
-    names = (_temp("prod", slot), _temp("staged", slot))
-    _summarise(link, side, cut, names)
+    return compare_tables(link, [plan_table(link, unit, key, last, slot)])[0]
+
+
+def finish_table(link: Link, p: Planned) -> None:
+    """The summaries compared; the differing ranges' rows attributed (both sessions)."""
+    result, names = p.result, p.names
     with link.target.cursor() as cur:
         cur.execute(_TOTALS.format(p=names[0], s=names[1]))
         result.source_rows, result.target_rows, result.ranges = (int(x) for x in cur.fetchone())
         cur.execute(_DIFFERING.format(p=names[0], s=names[1]))
         differing = cur.fetchall()
     result.differing_range_count = len(differing)
-    result.cut, result.buckets = cut, [int(b) for b, *_ in differing]
-    result.differing_ranges = [cut.name(int(b)) for b, *_ in differing[:SAMPLE_KEYS]]
+    result.differing_ranges = [p.cut.name(int(b)) for b, *_ in differing[:SAMPLE_KEYS]]
+    result.cut, result.buckets = p.cut, [int(b) for b, *_ in differing]
     if not differing:
-        return result
-    if key:
-        _attribute_rows(link, side, cut, key, result.buckets, slot, result)
+        return
+    if p.key:
+        _attribute_rows(link, p.side, p.cut, p.key, result.buckets, p.slot, result)
     else:
         _attribute_counts(differing, result)
-    return result
 
 
 def _temp(name: str, slot: int) -> sql.Identifier:
     return sql.Identifier(f"_dbsync_verify_{name}_{slot}")
 
 
-def _summarise(link: Link, side: Sides, cut: Cut, names: tuple[sql.Identifier, sql.Identifier]) -> None:
-    """Prod's summary spooled by a thread while staging computes its own; both into temporary
+def summarise_all(link: Link, planned: list[Planned], meanwhile=lambda: None) -> None:
+    """Prod's summaries spooled by a thread while staging computes its own; both into temporary
     tables on staging."""
-    prod_name, staging_name = names
-    copy_out = sql.SQL("COPY ({}) TO STDOUT").format(_SUMMARY.format(
-        b=cut.bucket, h=side.prod_hash(), mod=_MOD64, recent=side.prod_recent, t=side.prod_table,
-        where=where(*source_conditions(side.unit))))
-    with tempfile.SpooledTemporaryFile(max_size=ranges.SPOOL_MEMORY) as spool:
-        reading = ranges.read_in_background(link, copy_out, spool)
-        with link.target.cursor() as cur:
-            cur.execute(ranges.MATERIALISED.format(staging_name, _SUMMARY.format(
-                b=cut.staged_bucket, h=side.staging_hash(), mod=_MOD64, recent=side.staging_recent,
-                t=side.staging_table, where=sql.SQL(""))))
+    copies = [sql.SQL("COPY ({}) TO STDOUT").format(_SUMMARY.format(
+        b=p.cut.bucket, h=p.side.prod_hash(), mod=_MOD64, recent=p.side.prod_recent, t=p.side.prod_table,
+        where=where(*source_conditions(p.unit)))) for p in planned]
+    spools = [tempfile.SpooledTemporaryFile(max_size=ranges.SPOOL_MEMORY) for _ in planned]
+    try:
+        reading = ranges.read_all_in_background(link, list(zip(copies, spools, strict=True)))
+        try:
+            with link.target.cursor() as cur:
+                for p in planned:
+                    cur.execute(ranges.MATERIALISED.format(p.names[1], _SUMMARY.format(
+                        b=p.cut.staged_bucket, h=p.side.staging_hash(), mod=_MOD64, recent=p.side.staging_recent,
+                        t=p.side.staging_table, where=sql.SQL(""))))
+            meanwhile()
+        except BaseException:
+            link.source.cancel()  # the thread's COPY ends, so that nothing reads prod past the run
+            with contextlib.suppress(Exception):
+                reading()
+            raise
         reading()
-        spool.seek(0)
         with link.target.cursor() as cur:
-            cur.execute(_PROD_SUMMARY.format(prod_name))
-            cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(prod_name).as_string(link.target), spool)
+            for p, spool in zip(planned, spools, strict=True):
+                spool.seek(0)
+                cur.execute(_PROD_SUMMARY.format(p.names[0]))
+                cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(p.names[0]).as_string(link.target), spool)
+    finally:
+        for spool in spools:
+            spool.close()
 
 
 def _attribute_counts(differing: list[tuple], result: TableCompared) -> None:
