@@ -310,8 +310,8 @@ def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last) -> D
     summaries = (temp_table("summary", i), temp_table("staged_summary", i))
     if cut:
         n_recent, total = ranges.summarise(
-            link, cut, summaries, ranges.Side(source, _source_where(unit), ranges.key_hash(key, fast), recent),
-            ranges.Side(only_from(unit.target), sql.SQL(""), ranges.key_hash(key, fast, "s"),
+            link, cut, summaries, ranges.Side(source, _source_where(unit), ranges.key_hash(unit, key, fast), recent),
+            ranges.Side(only_from(unit.target), sql.SQL(""), ranges.key_hash(unit, key, fast, "s"),
                         recent_target_filter(last, sql.Identifier("s", "xmin"))))
     else:
         n_recent, total = recent_share(link, unit, recent)
@@ -327,7 +327,7 @@ def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last) -> D
     differing = temp_table("ranges", i)
     if cut:
         ranges.find_differing(link, cut, summaries, differing, ranges.Fetched(
-            rows, only_from(unit.target), match_keys(key, "s", "r"), ranges.key_hash(key, fast, "r")))
+            rows, only_from(unit.target), match_keys(key, "s", "r"), ranges.key_hash(unit, key, fast, "r")))
     source_join, target_join = ranges.restrictions(link, cut, differing)
     keys_out = sql.SQL("COPY (SELECT {} FROM {}{}{}) TO STDOUT{}").format(
         _keys(key), source, source_join, _source_where(unit), _copy_format(unit))
