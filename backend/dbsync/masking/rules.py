@@ -21,11 +21,10 @@ dbsync.masking.binding against its catalog.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from dbsync.errors import DbSyncError
 from dbsync.masking.fragments import FragmentError, check_expression
@@ -83,18 +82,25 @@ class Rules:
         return any(c.strategy in KEYED for t in self.tables.values() for c in t.columns.values())
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load, refusing a key given twice in one mapping (YAML would keep the last silently,
-    dropping a rule someone wrote)."""
+@functools.cache
+def _unique_key_loader():
+    """safe_load's loader, refusing a key given twice in one mapping (YAML would keep the last
+    silently, dropping a rule someone wrote). Made on first use: PyYAML is imported only by a
+    command that reads a rules file."""
+    import yaml
 
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"{key!r} is given twice", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"{key!r} is given twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 class RulesError(DbSyncError):
@@ -222,8 +228,10 @@ def load_rules(path: str | Path) -> Rules:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RulesError(f"cannot read rules file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    import yaml
+
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

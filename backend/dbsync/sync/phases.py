@@ -16,7 +16,6 @@ from psycopg2 import sql
 from dbsync import align, safety
 
 # The package, not its names: dbsync.verify imports modules of this package (cycle-safe this way).
-from dbsync import verify as verification
 from dbsync.catalog import read_catalog
 from dbsync.catalog import sequences as seqcat
 from dbsync.catalog.relations import relation_bytes, row_estimates
@@ -395,6 +394,7 @@ def verify(run: SyncRun) -> None:
     sync, rolled back. Every row is read, hence off by default."""
     if not run.options.verify:
         return
+    from dbsync import verify as verification  # only a sync with --verify pays for importing it
 
     def before_each(unit) -> None:
         run.doing = f"verifying {unit.label}"
