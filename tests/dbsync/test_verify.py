@@ -94,6 +94,9 @@ def test_clean_without_masking_and_says_the_personal_checks_were_skipped(make_db
 # names, whether plain verify finds it too).
 TAMPERING = {
     "a changed value": (["UPDATE books SET title = 'tampered' WHERE id = 3"], ("difference", "public.books"), False),
+    "two rows' values swapped": (["UPDATE books b SET title = o.title FROM books o WHERE (b.id, o.id) IN ((3, 4), (4, 3))"],
+                                 ("difference", "public.books"), False),
+    "a value made NULL": (["UPDATE books SET isbn = NULL WHERE id = 3"], ("difference", "public.books"), False),
     "an extra row": (["INSERT INTO authors (id, name) VALUES (99999, 'extra')"], ("difference", "public.authors"),
                      False),
     "a missing row": (["DELETE FROM reviews WHERE id = 2"], ("difference", "public.reviews"), False),

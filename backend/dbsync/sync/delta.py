@@ -210,10 +210,11 @@ def diff(link: Link, unit: Unit, key: tuple[str, ...], i: int) -> Delta:
     total, differing = None, temp_table("ranges", i)
     if cut:
         summaries = (temp_table("summary", i), temp_table("staged_summary", i))
+        prod_hash = ranges.row_hash(link, unit, _source_items(unit), fast)
         _, total = ranges.summarise(
-            link, cut, summaries, ranges.Side(source, _source_where(unit), ranges.hash64(_source_items(unit), fast),
-                                             sql.SQL("false")),
-            ranges.Side(only_from(target), sql.SQL(""), ranges.hash64(staged_items, fast), sql.SQL("false")))
+            link, cut, summaries, ranges.Side(source, _source_where(unit), prod_hash, sql.SQL("false")),
+            ranges.Side(only_from(target), sql.SQL(""), ranges.row_hash(link, unit, staged_items, fast),
+                        sql.SQL("false")))
         ranges.find_differing(link, cut, summaries, differing)
     source_join, target_join = ranges.restrictions(link, cut, differing)
     with link.target.cursor() as cur:

@@ -147,6 +147,7 @@ def plan_cut(link: Link, unit: Unit, key: tuple[str, ...], fast: bool) -> Cut:
 class Sides:
     """What each server reads of one table: prod's rows as they travel, staging's as they are."""
 
+    link: Link
     unit: Unit
     fast: bool
     prod_recent: sql.Composable
@@ -161,10 +162,10 @@ class Sides:
         return sql.SQL("{} s").format(delta.only_from(self.unit.target))
 
     def prod_hash(self) -> sql.Composable:
-        return ranges.hash64(source_items(self.unit), self.fast)
+        return ranges.row_hash(self.link, self.unit, source_items(self.unit), self.fast)
 
     def staging_hash(self) -> sql.Composable:
-        return ranges.hash64([sql.Identifier("s", c) for c in self.unit.columns], self.fast)
+        return ranges.row_hash(self.link, self.unit, [sql.Identifier("s", c) for c in self.unit.columns], self.fast)
 
 
 def sides(link: Link, unit: Unit, last: record.LastSync | None) -> Sides:
@@ -172,8 +173,8 @@ def sides(link: Link, unit: Unit, last: record.LastSync | None) -> Sides:
     counts as recent, so nothing is attributed)."""
     fast = delta.fast_digest(link, unit)
     if last is None:
-        return Sides(unit, fast, sql.SQL("false"), sql.SQL("false"))
-    return Sides(unit, fast, record.recent_source_filter(last),
+        return Sides(link, unit, fast, sql.SQL("false"), sql.SQL("false"))
+    return Sides(link, unit, fast, record.recent_source_filter(last),
                  record.recent_target_filter(last, sql.Identifier("s", "xmin")))
 
 
