@@ -2,7 +2,8 @@
 goes up a layer, or on an import cycle between modules.
 
     edges      dbsync.cli, progress, lambdas, app    read the settings, call one service; show progress
-    settings   dbsync.settings, secrets, metrics     the environment, Secrets Manager, CloudWatch
+    settings   dbsync.settings, environment,         the environment, Secrets Manager, CloudWatch
+               secrets, metrics
     sync       dbsync.sync, verify                   the run and its phases; verify, which checks its result
     services   dbsync.masking, sequences, safety,    what the sync (and mask, check-rules,
                align, compare                        reset-sequences) are made of
@@ -29,7 +30,7 @@ from pathlib import Path
 # Highest first; a module belongs to the first (longest) prefix that names it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("edges", ("dbsync.cli", "dbsync.progress", "lambdas", "app")),
-    ("settings", ("dbsync.settings", "dbsync.secrets", "dbsync.metrics")),
+    ("settings", ("dbsync.settings", "dbsync.environment", "dbsync.secrets", "dbsync.metrics")),
     ("sync", ("dbsync.sync", "dbsync.verify")),
     ("services", ("dbsync.masking", "dbsync.sequences", "dbsync.safety", "dbsync.align", "dbsync.compare")),
     ("catalog", ("dbsync.catalog",)),

@@ -30,15 +30,10 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import AfterValidator, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dbsync.connect import DEFAULT_LOCK_TIMEOUT, connect, describe_dsn, lock_timeout_setting
+from dbsync.connect import DEFAULT_LOCK_TIMEOUT, connect, describe_dsn
+from dbsync.environment import SettingsError, clean, valid_lock_timeout
 from dbsync.errors import ConnectionFailed, DbSyncError
 from dbsync.secrets import database_url_from_secret
-
-
-class SettingsError(DbSyncError):
-    """A bad setting, in one line naming the variable: raised `from None`, so that Lambda's init
-    error and a CLI's message show that line rather than pydantic's report, which repeats the input
-    value (and DATABASE_URL holds a password)."""
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
@@ -60,8 +55,7 @@ def only_one(first: str, first_value: object, second: str, second_value: object)
 class EnvSettings(BaseSettings):
     """The base of every settings class: `load()` from the environment, refusals in one line."""
 
-    # An empty variable counts as unset (`DB_HOST=` must not pass for a host name); so does a blank
-    # one, and the others lose their surrounding whitespace (a value pasted with a newline).
+    # Values as dbsync.environment.clean takes them: stripped, empty or blank counting as unset.
     model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore")
 
     @model_validator(mode="before")
@@ -69,8 +63,8 @@ class EnvSettings(BaseSettings):
     def _blank_is_unset(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()
-                if not (isinstance(v, str) and not v.strip())}
+        return {k: clean(v) if isinstance(v, str) else v for k, v in data.items()
+                if not (isinstance(v, str) and clean(v) is None)}
 
     @classmethod
     def env_prefix(cls) -> str:
@@ -91,15 +85,8 @@ class EnvSettings(BaseSettings):
             raise SettingsError(describe_validation_error(exc, cls.env_prefix())) from None
 
 
-def _valid_lock_timeout(value: str) -> str:
-    try:
-        return lock_timeout_setting(value)
-    except DbSyncError as exc:
-        raise ValueError(str(exc)) from None
-
-
 # `10s`, `500ms`, `2min`; `0` waits forever. Anything else is refused with one line.
-LockTimeout = Annotated[str, AfterValidator(_valid_lock_timeout)]
+LockTimeout = Annotated[str, AfterValidator(valid_lock_timeout)]
 
 
 class SharedSettings(EnvSettings):

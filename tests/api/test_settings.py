@@ -110,10 +110,10 @@ def test_bad_setting_is_one_line_naming_the_variable(monkeypatch, env, message):
 
 
 @pytest.mark.parametrize("env, last_line", [
-    ({"DB_PORT": "abc"}, "dbsync.settings.SettingsError: DB_PORT: Input should be a valid integer, "
+    ({"DB_PORT": "abc"}, "dbsync.environment.SettingsError: DB_PORT: Input should be a valid integer, "
                          "unable to parse string as an integer"),
     ({"DB_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds-AbCdEf"},
-     "dbsync.settings.SettingsError: both DATABASE_URL and DB_SECRET_ARN are set; set only one"),
+     "dbsync.environment.SettingsError: both DATABASE_URL and DB_SECRET_ARN are set; set only one"),
 ])
 def test_bad_setting_at_import_of_the_lambda_module(env, last_line):
     """What Lambda's init (importing app.main) reports: one line naming the variable, no pydantic

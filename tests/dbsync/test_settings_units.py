@@ -174,3 +174,50 @@ def test_a_failed_connection_is_tried_again_only_with_a_changed_secret(monkeypat
         with pytest.raises(ConnectionFailed):
             target.connect()
     assert len(tried) == attempts
+
+
+# -- LOCK_TIMEOUT without pydantic ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("env", [{}, {"LOCK_TIMEOUT": ""}, {"LOCK_TIMEOUT": "   "}, {"LOCK_TIMEOUT": " 500ms\n"},
+                                 {"LOCK_TIMEOUT": "0"}, {"LOCK_TIMEOUT": "2min"}, {"lock_timeout": "3s"},
+                                 {"LOCK_TIMEOUT": "soon"}, {"LOCK_TIMEOUT": "10 parsecs"}])
+def test_the_light_lock_timeout_reads_as_shared_settings_does(monkeypatch, env):
+    """dbsync.environment.lock_timeout() (reset-sequences' and check-sequences' reader, no
+    pydantic) gives what SharedSettings.load() gives: the same value, or the same one-line SettingsError."""
+    from dbsync.environment import lock_timeout
+    from dbsync.settings import SharedSettings
+
+    monkeypatch.delenv("LOCK_TIMEOUT", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def outcome(read):
+        try:
+            return read()
+        except SettingsError as exc:
+            return f"SettingsError: {exc}"
+
+    light = outcome(lock_timeout)
+    assert light == outcome(lambda: SharedSettings.load().lock_timeout)
+    if "soon" in str(env):
+        assert light == "SettingsError: LOCK_TIMEOUT='soon' is not a duration such as 10s, 500ms or 2min"
+
+
+def test_the_sequence_commands_start_without_pydantic(tmp_path):
+    """`db-sync reset-sequences` / `check-sequences` read only LOCK_TIMEOUT (and DATABASE_URL without
+    --dsn): with --dsn, pydantic's import (most of a short run's start-up) is never paid; a bad
+    LOCK_TIMEOUT is still one line and exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom dbsync.cli import main\ncode = main(sys.argv[1:])\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_settings')))\n"
+             "sys.exit(code)\n")
+    env = {**os.environ, "LOCK_TIMEOUT": "soon"}
+    for command in ("reset-sequences", "check-sequences"):
+        run = subprocess.run([sys.executable, "-c", probe, command, "--dsn", "postgresql:///nowhere"],
+                             capture_output=True, text=True, env=env, cwd=tmp_path,
+                             check=False)
+        assert (run.returncode, run.stdout, run.stderr) == (
+            2, "[]\n", "db-sync: error: LOCK_TIMEOUT='soon' is not a duration such as 10s, 500ms or 2min\n")

@@ -94,8 +94,8 @@ def test_clean_without_masking_and_says_the_personal_checks_were_skipped(make_db
 # names, whether plain verify finds it too).
 TAMPERING = {
     "a changed value": (["UPDATE books SET title = 'tampered' WHERE id = 3"], ("difference", "public.books"), False),
-    "two rows' values swapped": (["UPDATE books b SET title = o.title FROM books o WHERE (b.id, o.id) IN ((3, 4), (4, 3))"],
-                                 ("difference", "public.books"), False),
+    "two rows' values swapped": (["UPDATE books b SET title = o.title FROM books o"
+                                  " WHERE (b.id, o.id) IN ((3, 4), (4, 3))"], ("difference", "public.books"), False),
     "a value made NULL": (["UPDATE books SET isbn = NULL WHERE id = 3"], ("difference", "public.books"), False),
     "an extra row": (["INSERT INTO authors (id, name) VALUES (99999, 'extra')"], ("difference", "public.authors"),
                      False),
@@ -140,12 +140,13 @@ def test_raw_emails_are_found_whatever_form_prods_take(make_db, no_allowlist, ca
     prod, staging = prod_and_synced_staging(make_db)
     monkeypatch.setenv("SYNC_MASKING_KEY", KEY.value.decode())
     lookalike = "user-0123456789abcdef0123456789abcdef@example.com"
-    execute(prod, f"UPDATE users SET email = '{lookalike}' WHERE id = 3")
+    set_lookalike = "UPDATE users SET email = 'user-0123456789abcdef0123456789abcdef@example.com' WHERE id = {}"
+    execute(prod, set_lookalike.format(3))
     sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY)
     execute(staging, "INSERT INTO users (email, display_name) VALUES ('qa-signup@corp.test', 'QA')")
     code, report = verify(prod, staging, capsys=capsys)
     assert code == 0, report["findings"]  # a staging write outside the form that prod lacks: no leak
-    execute(staging, f"UPDATE users SET email = '{lookalike}' WHERE id = 4")
+    execute(staging, set_lookalike.format(4))
     code, report = verify(prod, staging, capsys=capsys)
     leaks = [f for f in report["findings"] if f["kind"] == "personal_data"]
     assert code == 1 and [f["column"] for f in leaks] == ["email"], report["findings"]

@@ -22,9 +22,10 @@ def load_settings(**overrides):
 
 
 def lock_timeout() -> str:
-    from dbsync.settings import SharedSettings
+    """LOCK_TIMEOUT, read without pydantic (dbsync.environment: SharedSettings' meaning)."""
+    from dbsync.environment import lock_timeout
 
-    return SharedSettings.load().lock_timeout
+    return lock_timeout()
 
 
 def connect_to(url: str, role: str):
@@ -51,10 +52,10 @@ def dsn_option(parser: argparse.ArgumentParser) -> None:
 def database_url(args) -> str:
     """--dsn, else DATABASE_URL (the API's database setting); "" when neither is given, which
     `connect` refuses in one line."""
-    from dbsync.settings import DatabaseSettings
-
     if args.dsn:
         return args.dsn
+    from dbsync.settings import DatabaseSettings
+
     url = DatabaseSettings.load().database_url
     return url.get_secret_value() if url is not None else ""
 

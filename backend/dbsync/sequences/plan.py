@@ -4,6 +4,7 @@ column it feeds succeeds and lands right after the data (rules in the package do
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from psycopg2 import sql
@@ -75,17 +76,39 @@ class SequencePlan:
 
 # -- reading what the decision needs ---------------------------------------------------------------
 
+_MAX, _MIN, _CLOSE = sql.SQL("max("), sql.SQL("min("), sql.SQL(")")
+
+
 def _extreme_expression(sp: SequencePlan, f: Feed) -> sql.Composable:
     agg = sql.SQL("max") if sp.ascending else sql.SQL("min")
     if f.base_type not in UNBOUNDED_TYPES:
-        return sql.SQL("{}({})").format(agg, sql.Identifier(f.column))
+        return sql.Composed((_MAX if sp.ascending else _MIN, sql.Identifier(f.column), _CLOSE))
     # NaN, ±Infinity and values beyond bigint can never collide with a sequence value.
     return sql.SQL("{agg}({col}) FILTER (WHERE {col} BETWEEN {lo} AND {hi})").format(
         agg=agg, col=sql.Identifier(f.column), lo=sql.Literal(-(2**63)), hi=sql.Literal(2**63 - 1))
 
 
-def read_extremes(session: EngineSession, plans: list[SequencePlan]) -> None:
-    """Largest (ascending) / smallest (descending) value over every column of each sequence."""
+_UNION_ALL, _SELECT, _AS_INT, _AS_NUMERIC_FROM, _DOT = (
+    sql.SQL(" UNION ALL "), sql.SQL("SELECT "), sql.SQL("::int, "), sql.SQL("::numeric FROM "), sql.SQL("."))
+
+
+def _extremes_query(chunk: list[tuple[SequencePlan, Feed]]) -> sql.Composed:
+    """`SELECT 0::int, max("id")::numeric FROM "public"."t" UNION ALL …`, one branch per column,
+    its position first: composed part by part (SQL.format parses its template on every call,
+    which thousands of tables make most of the client's time)."""
+    parts: list[sql.Composable] = []
+    for i, (sp, f) in enumerate(chunk):
+        if i:
+            parts.append(_UNION_ALL)
+        parts += (_SELECT, sql.Literal(i), _AS_INT, _extreme_expression(sp, f), _AS_NUMERIC_FROM,
+                  sql.Identifier(f.schema), _DOT, sql.Identifier(f.table))
+    return sql.Composed(parts)
+
+
+def read_extremes(session: EngineSession, plans: list[SequencePlan], *,
+                  then: Callable[[EngineSession], None] | None = None, then_weight: float = 0) -> None:
+    """Largest (ascending) / smallest (descending) value over every column of each sequence.
+    `then`, `then_weight`: more reads to make alongside (session.run_parallel)."""
     work = []
     for sp in plans:
         if sp.error:
@@ -97,10 +120,7 @@ def read_extremes(session: EngineSession, plans: list[SequencePlan]) -> None:
                 work.append((sp, f))
 
     def query(cur, chunk):
-        cur.execute(sql.SQL(" UNION ALL ").join(
-            sql.SQL("SELECT {}::int, {}::numeric FROM {}").format(
-                sql.Literal(i), _extreme_expression(sp, f), qualified(f.schema, f.table))
-            for i, (sp, f) in enumerate(chunk)))
+        cur.execute(_extremes_query(chunk))
         return cur.fetchall()
 
     def merge(chunk, rows):
@@ -120,11 +140,18 @@ def read_extremes(session: EngineSession, plans: list[SequencePlan]) -> None:
     def fail(w, msg):
         w[0].fail(f"cannot read {w[1].table_label}.{w[1].column}: {msg}", msg.sqlstate)
 
-    run_parallel(session, work, lambda w: w[1].lock_cost, query, merge, fail)
+    run_parallel(session, work, lambda w: w[1].lock_cost, query, merge, fail, then=then, then_weight=then_weight)
 
 
-def read_states(session: EngineSession, plans: list[SequencePlan]) -> None:
-    """Where each sequence stands: the value its next nextval() returns."""
+# A sequence's position read costs about a tenth of a table's max() (pg_get_sequence_data: no
+# planning, no index): how read_extremes' split between two connections weighs read_states.
+STATE_READ_WEIGHT = 0.1
+
+
+def read_states(session: EngineSession, plans: list[SequencePlan], *, defer: list | None = None) -> None:
+    """Where each sequence stands: the value its next nextval() returns. `defer`: append each
+    outcome there (to call later) instead of recording it, for reads made alongside read_extremes
+    (its errors come first: a sequence whose table cannot be read keeps that error)."""
     work = [sp for sp in plans if sp.sequence.exists and not sp.error]
 
     def query(cur, chunk):
@@ -133,13 +160,22 @@ def read_states(session: EngineSession, plans: list[SequencePlan]) -> None:
     def merge(chunk, rows):
         for i, (last, called) in rows:
             sp = chunk[i]
+            if sp.error:
+                continue
             if last is None:
                 sp.fail(f"permission denied: cannot read sequence {sp.sequence.label}")
             else:
                 sp.current_next = seqcat.next_value(sp.sequence, last, called)
 
-    run_chunked(session, work, lambda sp: 1, query, merge,
-                lambda sp, msg: sp.fail(f"cannot read sequence {sp.sequence.label}: {msg}", msg.sqlstate))
+    def fail(sp, msg):
+        if not sp.error:
+            sp.fail(f"cannot read sequence {sp.sequence.label}: {msg}", msg.sqlstate)
+
+    if defer is None:
+        run_chunked(session, work, lambda sp: 1, query, merge, fail)
+    else:
+        run_chunked(session, work, lambda sp: 1, query, lambda c, r: defer.append(lambda: merge(c, r)),
+                    lambda sp, msg: defer.append(lambda: fail(sp, msg)))
 
 
 # -- deciding --------------------------------------------------------------------------------------
@@ -310,8 +346,13 @@ def plan(session: EngineSession, *, schemas: list[str] | None, tables: set[Table
         for it in sp.items:
             if not it.feed.can_select:
                 sp.fail(f"permission denied: needs SELECT on {it.feed.table_label}.{it.feed.column}")
-    read_extremes(session, plans)
-    read_states(session, plans)
+    # The positions are read alongside the extremes (on the second connection, when there is one)
+    # and recorded after them.
+    positions_read: list[Callable[[], None]] = []
+    read_extremes(session, plans, then=lambda s: read_states(s, plans, defer=positions_read),
+                  then_weight=STATE_READ_WEIGHT * sum(sp.sequence.exists and not sp.error for sp in plans))
+    for record in positions_read:
+        record()
     for sp in plans:
         if not sp.error:
             decide(sp, exact=exact, positions=positions, in_transaction=session.in_transaction)

@@ -172,13 +172,19 @@ def run_chunked(session: EngineSession, work: list, cost, query, merge, fail) ->
         session.end_batch()
 
 
-def run_parallel(session: EngineSession, work: list, cost, query, merge, fail) -> None:
+def run_parallel(session: EngineSession, work: list, cost, query, merge, fail, *,
+                 then: Callable[[EngineSession], None] | None = None, then_weight: float = 0) -> None:
     """run_chunked on two connections at once when there is enough work (standalone only: a
     caller's transaction is one connection). Each table's max() is the server opening the table
-    and its index; a second backend does that on the other core."""
+    and its index; a second backend does that on the other core. `then(session)`: more reads of
+    the same run, made on the second connection after its share of `work` (they are worth
+    `then_weight` items of it, so that both connections finish together), else on this one after
+    `work`."""
     other = None if session.in_transaction or len(work) < PARALLEL_MIN_ITEMS else session.sibling()
     if other is None:
         run_chunked(session, work, cost, query, merge, fail)
+        if then is not None:
+            then(session)
         return
     lock = threading.Lock()
 
@@ -188,12 +194,14 @@ def run_parallel(session: EngineSession, work: list, cost, query, merge, fail) -
                 fn(*args)
         return call
 
-    half = len(work) // 2
+    half = min(len(work), round((len(work) + then_weight) / 2))
     failure: list[BaseException] = []
 
     def second_half():
         try:
             run_chunked(other, work[half:], cost, query, locked(merge), locked(fail))
+            if then is not None:
+                then(other)
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
