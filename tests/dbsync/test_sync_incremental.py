@@ -10,7 +10,7 @@ import pytest
 from dbsync.errors import DbSyncError
 from dbsync.masking.key import MaskingKey
 from dbsync.masking.rules import load_rules
-from dbsync.sync import apply, delta, sync_databases
+from dbsync.sync import apply, delta, ranges, sync_databases
 from localdev.oldsync import replicate_like_old_sync_dsn
 from localdev.sampledata import build_prod
 from tests.support.db import execute
@@ -232,3 +232,25 @@ def test_a_delete_the_apply_missed_fails_the_count_check(make_db, monkeypatch):
     monkeypatch.setattr(apply, "delete_gone", lambda run, unit, key, i: 0)
     with pytest.raises(DbSyncError, match="row counts differ"):
         sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY, incremental=True)
+
+
+def test_a_summary_gets_memory_for_its_ranges_and_gives_the_settings_back(make_db):
+    """The planner takes every key for a range of its own and would spill or sort the table: a
+    summary gets work_mem for the ranges it has and no sort, and the rest of the transaction
+    gets the settings back (never less memory than it had)."""
+    conn = psycopg2.connect(make_db("aggregating"))
+    try:
+        def settings():
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_setting('work_mem'), current_setting('enable_sort')")
+                return cur.fetchone()
+
+        before = settings()
+        with ranges.aggregating(125_000, conn):
+            assert settings() == ("31250kB", "off")
+        assert settings() == before
+        with ranges.aggregating(10, conn):
+            assert settings() == (before[0], "off")  # never lowered
+        assert settings() == before
+    finally:
+        conn.close()

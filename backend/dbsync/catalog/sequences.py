@@ -15,7 +15,7 @@ objects the role lacks privileges on):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from psycopg2 import sql
 
@@ -217,15 +217,21 @@ def selected_keys(keys: list[MissingKey], schemas: list[str] | None = None,
     return [m for m in keys if _selected(m.feed.schema, m.feed.table, schemas, tables)]
 
 
+def count_sequences(cur) -> int:
+    """Every sequence of the database, cheaply: whether the engine's reads are worth two connections."""
+    return fetch(cur, sql.SQL("SELECT count(*) FROM pg_catalog.pg_sequence"))[0][0]
+
+
 def read_feeds(cur, schemas: list[str] | None = None, tables: set[TableKey] | None = None,
-               sequences: dict[int, Sequence] | None = None) -> list[Feed]:
+               sequences: dict[int, Sequence] | Callable[[], dict[int, Sequence]] | None = None) -> list[Feed]:
     """Every column fed by a sequence, with its sequence: by a default, an identity, OWNED BY, or
     a BEFORE INSERT trigger (kind `trigger`; has_default is True: an INSERT without the column
     takes the sequence's value). `schemas` / `tables`: see select_feeds. `sequences` (oid →
-    Sequence): those already read; the others are read here."""
+    Sequence): those already read, or a function giving them (called once the columns are read:
+    another session may be reading them meanwhile); the others are read here."""
     rows = fetch(cur, _FEEDS)
     triggered = _trigger_links(cur)
-    sequences = dict(sequences or {})
+    sequences = dict((sequences() if callable(sequences) else sequences) or {})
     missing = ({row[-1] for row in rows} | {row[-1] for row in triggered}) - sequences.keys()
     if missing:
         sequences.update(read_sequences(cur, oids=missing))

@@ -14,7 +14,7 @@ from dbsync.catalog import sequences as seqcat
 from dbsync.catalog.models import UNBOUNDED_TYPES
 from dbsync.results import Action, SequenceResult
 from dbsync.sequences.names import serial_name
-from dbsync.sequences.session import EngineSession, run_chunked, run_parallel
+from dbsync.sequences.session import PARALLEL_MIN_ITEMS, Alongside, EngineSession, run_chunked, run_parallel
 
 SEQUENCE_TYPES = {"int2": "smallint", "int4": "integer", "int8": "bigint"}
 NO_FLOOR_NOTE = "not a number column: the source's position, no data floor"
@@ -106,9 +106,10 @@ def _extremes_query(chunk: list[tuple[SequencePlan, Feed]]) -> sql.Composed:
 
 
 def read_extremes(session: EngineSession, plans: list[SequencePlan], *,
-                  then: Callable[[EngineSession], None] | None = None, then_weight: float = 0) -> None:
+                  then: Callable[[EngineSession], None] | None = None, then_weight: float = 0,
+                  alongside: Alongside | None = None) -> None:
     """Largest (ascending) / smallest (descending) value over every column of each sequence.
-    `then`, `then_weight`: more reads to make alongside (session.run_parallel)."""
+    `then`, `then_weight`, `alongside`: see session.run_parallel."""
     work = []
     for sp in plans:
         if sp.error:
@@ -140,7 +141,8 @@ def read_extremes(session: EngineSession, plans: list[SequencePlan], *,
     def fail(w, msg):
         w[0].fail(f"cannot read {w[1].table_label}.{w[1].column}: {msg}", msg.sqlstate)
 
-    run_parallel(session, work, lambda w: w[1].lock_cost, query, merge, fail, then=then, then_weight=then_weight)
+    run_parallel(session, work, lambda w: w[1].lock_cost, query, merge, fail, then=then, then_weight=then_weight,
+                 alongside=alongside)
 
 
 # A sequence's position read costs about a tenth of a table's max() (pg_get_sequence_data: no
@@ -325,9 +327,34 @@ def plan(session: EngineSession, *, schemas: list[str] | None, tables: set[Table
     """create_missing: True creates a sequence for every unfed integer key, None only in the old
     sync's signature (else they are unverifiable), False neither creates nor lists them.
     restore_defaults=False (the sync: prod decides) never gives a column a default."""
+    alongside = _sequences_alongside(session)
+    try:
+        return _plan(session, alongside, schemas=schemas, tables=tables, exact=exact, create_missing=create_missing,
+                     positions=positions, restore_defaults=restore_defaults)
+    finally:
+        if alongside is not None:
+            alongside.close()  # unless the reads took it
+
+
+def _sequences_alongside(session: EngineSession) -> Alongside | None:
+    """With enough sequences for two connections (session.PARALLEL_MIN_ITEMS), the second one is
+    opened now and reads the sequences' catalog while this one reads the columns'."""
+    if session.in_transaction or seqcat.count_sequences(session.cur) < PARALLEL_MIN_ITEMS:
+        return None
+
+    def read(other: EngineSession) -> dict:
+        found = seqcat.read_sequences(other.cur, user_schemas=True)
+        other.end_batch()
+        return found
+
+    return Alongside(session, read)
+
+
+def _plan(session: EngineSession, alongside: Alongside | None, *, schemas, tables, exact, create_missing, positions,
+          restore_defaults) -> EnginePlan:
     cur = session.cur
     by_seq: dict[int, SequencePlan] = {}
-    every_feed = seqcat.read_feeds(cur)
+    every_feed = seqcat.read_feeds(cur, sequences=(lambda: alongside.result({})) if alongside else None)
     for f in seqcat.select_feeds(every_feed, schemas, tables):
         # A column whose data has no order (`'X' || nextval('s')`) gets no data floor: the engine
         # moves its sequence only to a position it is given (the sync's: the source's).
@@ -350,7 +377,8 @@ def plan(session: EngineSession, *, schemas: list[str] | None, tables: set[Table
     # and recorded after them.
     positions_read: list[Callable[[], None]] = []
     read_extremes(session, plans, then=lambda s: read_states(s, plans, defer=positions_read),
-                  then_weight=STATE_READ_WEIGHT * sum(sp.sequence.exists and not sp.error for sp in plans))
+                  then_weight=STATE_READ_WEIGHT * sum(sp.sequence.exists and not sp.error for sp in plans),
+                  alongside=alongside)
     for record in positions_read:
         record()
     for sp in plans:

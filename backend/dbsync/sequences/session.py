@@ -172,15 +172,59 @@ def run_chunked(session: EngineSession, work: list, cost, query, merge, fail) ->
         session.end_batch()
 
 
+class Alongside:
+    """A second session opened by a thread, and a first read made on it, while the caller's
+    session reads on (the sequences' catalog while the columns' is read); run_parallel then uses
+    that session for its second half, or closes it."""
+
+    def __init__(self, session: EngineSession, read: Callable[[EngineSession], object]):
+        self._out: dict = {}
+        self._thread = threading.Thread(target=self._run, args=(session, read), name="dbsync-sibling")
+        self._thread.start()
+
+    def _run(self, session: EngineSession, read) -> None:
+        try:
+            other = self._out["session"] = session.sibling()
+            if other is not None:
+                self._out["value"] = read(other)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+            self._out["error"] = exc
+
+    def result(self, default=None):
+        """The read's value (`default` when no session could be opened); raises what it raised."""
+        self._thread.join()
+        if "error" in self._out:
+            self.close()
+            raise self._out["error"]
+        return self._out.get("value", default)
+
+    def take(self) -> EngineSession | None:
+        """The session, handed over (its taker closes it)."""
+        self._thread.join()
+        return self._out.pop("session", None)
+
+    def close(self) -> None:
+        self._thread.join()
+        other = self._out.pop("session", None)
+        if other is not None:
+            other.close()
+            other.conn.close()
+
+
 def run_parallel(session: EngineSession, work: list, cost, query, merge, fail, *,
-                 then: Callable[[EngineSession], None] | None = None, then_weight: float = 0) -> None:
+                 then: Callable[[EngineSession], None] | None = None, then_weight: float = 0,
+                 alongside: Alongside | None = None) -> None:
     """run_chunked on two connections at once when there is enough work (standalone only: a
     caller's transaction is one connection). Each table's max() is the server opening the table
     and its index; a second backend does that on the other core. `then(session)`: more reads of
     the same run, made on the second connection after its share of `work` (they are worth
     `then_weight` items of it, so that both connections finish together), else on this one after
-    `work`."""
-    other = None if session.in_transaction or len(work) < PARALLEL_MIN_ITEMS else session.sibling()
+    `work`. `alongside`: a second session opened already (closed here if not used)."""
+    other = None
+    if not session.in_transaction and len(work) >= PARALLEL_MIN_ITEMS:
+        other = alongside.take() if alongside is not None else session.sibling()
+    elif alongside is not None:
+        alongside.close()
     if other is None:
         run_chunked(session, work, cost, query, merge, fail)
         if then is not None:

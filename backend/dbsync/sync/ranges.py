@@ -13,6 +13,7 @@ ranges' keys instead of every key.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import tempfile
@@ -43,6 +44,7 @@ class Ranges:
 
     column: str
     shift: int
+    span: int = 0  # keys from prod's lowest to its highest, when the cut was planned
     count: int = 0  # ranges prod has rows in
     differing: int = 0  # ranges compared key by key
     target_rows: int | None = None  # staging's rows before the sync, from its summary
@@ -50,6 +52,11 @@ class Ranges:
     def of(self, alias: str | None = None) -> sql.Composable:
         col = sql.Identifier(alias, self.column) if alias else sql.Identifier(self.column)
         return sql.SQL("({}::bigint >> {})").format(col, sql.Literal(self.shift))
+
+    @property
+    def groups(self) -> int:
+        """How many ranges a summary has, at most (about: keys written since come in too)."""
+        return (self.span >> self.shift) + 1
 
     @property
     def restricts(self) -> bool:
@@ -149,7 +156,7 @@ def plan_ranges(link: Link, unit: Unit, key: tuple[str, ...], *, from_: sql.Comp
         low, high, estimate = cur.fetchone()
     if low is None:
         return None  # prod's table is empty: nothing to cut
-    return Ranges(column, range_shift(low, high, estimate))
+    return Ranges(column, range_shift(low, high, estimate), span=int(high - low) + 1)
 
 
 def range_shift(low, high, estimate: float | None) -> int:
@@ -158,6 +165,36 @@ def range_shift(low, high, estimate: float | None) -> int:
     span = float(high - low) + 1
     rows = estimate if estimate and estimate > 0 else span
     return max(0, min(62, round(math.log2(max(1.0, span / rows * RANGE_ROWS)))))
+
+
+# A summary's hash aggregate keeps about this much per range. The planner takes every key for a
+# range of its own (it cannot see that `k >> shift` folds keys together), so with the default
+# work_mem it plans to spill the table's rows to disk or to sort the whole table: each summary is
+# given memory for the ranges it really has, within a cap, and no sort.
+_BYTES_PER_RANGE = 256
+_MAX_WORK_MEM_KB = 256 * 1024
+
+
+@contextlib.contextmanager
+def aggregating(groups: int, *connections):
+    """Inside: each connection's work_mem fits `groups` ranges (never lowered) and sorting is off;
+    after, both as they were. Transaction-local: should the block fail, rolling back (to a
+    savepoint or the whole run) puts them back."""
+    wanted = min(_MAX_WORK_MEM_KB, groups * _BYTES_PER_RANGE // 1024)
+    saved = []
+    for conn in connections:
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_setting('work_mem'), current_setting('enable_sort'),"
+                        " pg_size_bytes(current_setting('work_mem')) / 1024")
+            work_mem, enable_sort, current_kb = cur.fetchone()
+            saved.append((conn, work_mem, enable_sort))
+            cur.execute("SELECT set_config('work_mem', %s, true), set_config('enable_sort', 'off', true)",
+                        (f"{max(wanted, int(current_kb))}kB",))
+    yield
+    for conn, work_mem, enable_sort in saved:
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('work_mem', %s, true), set_config('enable_sort', %s, true)",
+                        (work_mem, enable_sort))
 
 
 _SUMMARY = sql.SQL("SELECT {b} AS b, count(*) AS n, bit_xor({h}) AS h, count(*) FILTER (WHERE {recent}) AS recent"
@@ -192,12 +229,13 @@ def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ident
     copy_out = sql.SQL("COPY ({}) TO STDOUT").format(
         _SUMMARY.format(b=ranges.of(), h=prod.hash, recent=prod.recent, t=prod.table, where=prod.where))
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
-        reading = read_in_background(link, copy_out, spool)
-        with link.target.cursor() as cur:
-            cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
-                b=ranges.of("s"), h=staging.hash, recent=staging.recent, t=sql.SQL("{} s").format(staging.table),
-                where=staging.where)))
-        reading()
+        with aggregating(ranges.groups, link.source, link.target):
+            reading = read_in_background(link, copy_out, spool)
+            with link.target.cursor() as cur:
+                cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
+                    b=ranges.of("s"), h=staging.hash, recent=staging.recent,
+                    t=sql.SQL("{} s").format(staging.table), where=staging.where)))
+            reading()
         spool.seek(0)
         with link.target.cursor() as cur:
             cur.execute(_SUMMARY_TABLE.format(prod_name))

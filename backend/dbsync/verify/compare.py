@@ -28,13 +28,18 @@ from dbsync.sync.copy import stream_copy
 from dbsync.sync.link import Link
 from dbsync.sync.units import Unit
 
-# Rows per range, about: coarser than the incremental sync's, whose ranges also cut what it fetches.
+# Rows per range, about: coarser than the incremental sync's (fewer ranges to summarise), unless
+# prod wrote enough since the last sync to touch most coarse ranges: then every row of those would
+# be read again key by key, and the sync's own ranges cost less.
 RANGE_ROWS_SHIFT = 4  # 2^4 × ranges.RANGE_ROWS
+# The share of rows prod wrote since (sampled) above which a table is cut as the sync cuts it: a
+# coarse range then holds a written row with a chance of about one in ten or more.
+FINE_ABOVE = 0.1 / (ranges.RANGE_ROWS << RANGE_ROWS_SHIFT)
 HASH_BUCKET_SHIFT = 52  # a key without an integer to cut: 4096 slices of its hash
 SAMPLE_KEYS = 5
 _MOD64 = sql.Literal(2**64)
 
-_SUMMARY = sql.SQL("SELECT {b} AS b, count(*) AS n, sum({h}) % {mod} AS h, count(*) FILTER (WHERE {recent}) AS r"
+_SUMMARY = sql.SQL("SELECT {b} AS b, count(*) AS n, {combined} AS h, count(*) FILTER (WHERE {recent}) AS r"
                    " FROM {t}{where} GROUP BY 1")
 _PROD_SUMMARY = sql.SQL("CREATE TEMP TABLE {} (b bigint, n bigint, h numeric, r bigint) ON COMMIT DROP")
 _DIFFERING = sql.SQL("SELECT b, coalesce(p.n, 0), coalesce(s.n, 0), coalesce(p.r, 0), coalesce(s.r, 0)"
@@ -93,6 +98,7 @@ class Cut:
     staged_bucket: sql.Composable  # over alias s (staging's)
     column: str | None = None  # the integer column cut, or None (the key's hash, or one range)
     shift: int = 0
+    groups: int = 1  # ranges, at most (about)
 
     def name(self, b: int) -> str:
         if self.column is None:
@@ -128,19 +134,21 @@ def where(*conditions: sql.Composable) -> sql.Composable:
     return sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
 
 
-def plan_cut(link: Link, unit: Unit, key: tuple[str, ...], fast: bool) -> Cut:
+def plan_cut(link: Link, unit: Unit, key: tuple[str, ...], fast: bool, fine: bool = False) -> Cut:
+    """How the table's rows fall into ranges: by the leading key column where it is an integer
+    (`fine`: as the incremental sync cuts it), by a slice of the key's hash, or one range."""
     if not key:
         return Cut(sql.SQL("0"), sql.SQL("0"))
     found = ranges.plan_ranges(link, unit, key, from_=delta.only_from(unit.source))
     if found is not None:
-        shift = min(62, found.shift + RANGE_ROWS_SHIFT)
-        cut = ranges.Ranges(found.column, shift)
-        return Cut(cut.of(), cut.of("s"), found.column, shift)
+        shift = min(62, found.shift + (0 if fine else RANGE_ROWS_SHIFT))
+        cut = ranges.Ranges(found.column, shift, span=found.span)
+        return Cut(cut.of(), cut.of("s"), found.column, shift, groups=cut.groups)
     shifted = sql.SQL("({} >> {})")
     return Cut(shifted.format(ranges.hash64([sql.Identifier(k) for k in key], fast), sql.Literal(HASH_BUCKET_SHIFT)),
                shifted.format(ranges.hash64([sql.Identifier("s", k) for k in key], fast),
                               sql.Literal(HASH_BUCKET_SHIFT)),
-               shift=HASH_BUCKET_SHIFT)
+               shift=HASH_BUCKET_SHIFT, groups=2 ** (64 - HASH_BUCKET_SHIFT))
 
 
 @dataclass
@@ -196,7 +204,11 @@ class Planned:
 
 def plan_table(link: Link, unit: Unit, key: tuple[str, ...], last: record.LastSync | None, slot: int) -> Planned:
     side = sides(link, unit, last)
-    return Planned(unit, key, side, plan_cut(link, unit, key, side.fast), slot,
+    fine = False
+    if key and last is not None:
+        seen = delta.recent_sample(link, unit, side.prod_recent)
+        fine = seen.recent > FINE_ABOVE * seen.rows
+    return Planned(unit, key, side, plan_cut(link, unit, key, side.fast, fine), slot,
                    TableCompared(unit.label, attributed=last is not None))
 
 
@@ -235,6 +247,15 @@ def finish_table(link: Link, p: Planned) -> None:
         _attribute_counts(differing, result)
 
 
+def _combined(key: tuple[str, ...], row_hash: sql.Composable) -> sql.Composable:
+    """A range's rows' hashes combined: an XOR where every row holds a key (no two rows alike, so
+    none cancel out; and its state per range costs nothing, where a sum's is an allocation);
+    without a key, their sum modulo 2^64, so that duplicate rows count."""
+    if key:
+        return sql.SQL("bit_xor({})").format(row_hash)
+    return sql.SQL("sum({}) % {}").format(row_hash, _MOD64)
+
+
 def _temp(name: str, slot: int) -> sql.Identifier:
     return sql.Identifier(f"_dbsync_verify_{name}_{slot}")
 
@@ -243,24 +264,26 @@ def summarise_all(link: Link, planned: list[Planned], meanwhile=lambda: None) ->
     """Prod's summaries spooled by a thread while staging computes its own; both into temporary
     tables on staging."""
     copies = [sql.SQL("COPY ({}) TO STDOUT").format(_SUMMARY.format(
-        b=p.cut.bucket, h=p.side.prod_hash(), mod=_MOD64, recent=p.side.prod_recent, t=p.side.prod_table,
+        b=p.cut.bucket, combined=_combined(p.key, p.side.prod_hash()), recent=p.side.prod_recent, t=p.side.prod_table,
         where=where(*source_conditions(p.unit)))) for p in planned]
     spools = [tempfile.SpooledTemporaryFile(max_size=ranges.SPOOL_MEMORY) for _ in planned]
     try:
-        reading = ranges.read_all_in_background(link, list(zip(copies, spools, strict=True)))
-        try:
-            with link.target.cursor() as cur:
-                for p in planned:
-                    cur.execute(ranges.MATERIALISED.format(p.names[1], _SUMMARY.format(
-                        b=p.cut.staged_bucket, h=p.side.staging_hash(), mod=_MOD64, recent=p.side.staging_recent,
-                        t=p.side.staging_table, where=sql.SQL(""))))
-            meanwhile()
-        except BaseException:
-            link.source.cancel()  # the thread's COPY ends, so that nothing reads prod past the run
-            with contextlib.suppress(Exception):
-                reading()
-            raise
-        reading()
+        groups = max((p.cut.groups for p in planned), default=1)
+        with ranges.aggregating(groups, link.source):
+            reading = ranges.read_all_in_background(link, list(zip(copies, spools, strict=True)))
+            try:
+                with ranges.aggregating(groups, link.target), link.target.cursor() as cur:
+                    for p in planned:
+                        cur.execute(ranges.MATERIALISED.format(p.names[1], _SUMMARY.format(
+                            b=p.cut.staged_bucket, combined=_combined(p.key, p.side.staging_hash()),
+                            recent=p.side.staging_recent, t=p.side.staging_table, where=sql.SQL(""))))
+                meanwhile()
+            except BaseException:
+                link.source.cancel()  # the thread's COPY ends, so that nothing reads prod past the run
+                with contextlib.suppress(Exception):
+                    reading()
+                raise
+            reading()
         with link.target.cursor() as cur:
             for p, spool in zip(planned, spools, strict=True):
                 spool.seek(0)
