@@ -246,11 +246,14 @@ def test_a_summary_gets_memory_for_its_ranges_and_gives_the_settings_back(make_d
                 return cur.fetchone()
 
         before = settings()
-        with ranges.aggregating(125_000, conn):
+        with ranges.room_for(125_000, conn, sort=False):
             assert settings() == ("31250kB", "off")
         assert settings() == before
-        with ranges.aggregating(10, conn):
+        with ranges.room_for(10, conn, sort=False):
             assert settings() == (before[0], "off")  # never lowered
+        assert settings() == before
+        with ranges.room_for(125_000, conn):
+            assert settings() == ("31250kB", before[1])  # a join's: memory only
         assert settings() == before
     finally:
         conn.close()

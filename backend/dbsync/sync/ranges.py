@@ -167,19 +167,20 @@ def range_shift(low, high, estimate: float | None) -> int:
     return max(0, min(62, round(math.log2(max(1.0, span / rows * RANGE_ROWS)))))
 
 
-# A summary's hash aggregate keeps about this much per range. The planner takes every key for a
-# range of its own (it cannot see that `k >> shift` folds keys together), so with the default
-# work_mem it plans to spill the table's rows to disk or to sort the whole table: each summary is
-# given memory for the ranges it really has, within a cap, and no sort.
+# A summary's hash aggregate (or a join of two summaries) keeps about this much per range. The
+# planner takes every key for a range of its own (it cannot see that `k >> shift` folds keys
+# together) and a temporary table's size for a guess, so with the default work_mem it planned to
+# spill the table's rows to disk or to sort the whole table: those statements get memory for the
+# ranges there are, within a cap, and a summary no sort.
 _BYTES_PER_RANGE = 256
 _MAX_WORK_MEM_KB = 256 * 1024
 
 
 @contextlib.contextmanager
-def aggregating(groups: int, *connections):
-    """Inside: each connection's work_mem fits `groups` ranges (never lowered) and sorting is off;
-    after, both as they were. Transaction-local: should the block fail, rolling back (to a
-    savepoint or the whole run) puts them back."""
+def room_for(groups: int, *connections, sort: bool = True):
+    """Inside: each connection's work_mem fits `groups` ranges (never lowered), and with
+    sort=False sorting is off; after, both as they were. Transaction-local: should the block
+    fail, rolling back (to a savepoint or the whole run) puts them back."""
     wanted = min(_MAX_WORK_MEM_KB, groups * _BYTES_PER_RANGE // 1024)
     saved = []
     for conn in connections:
@@ -188,8 +189,8 @@ def aggregating(groups: int, *connections):
                         " pg_size_bytes(current_setting('work_mem')) / 1024")
             work_mem, enable_sort, current_kb = cur.fetchone()
             saved.append((conn, work_mem, enable_sort))
-            cur.execute("SELECT set_config('work_mem', %s, true), set_config('enable_sort', 'off', true)",
-                        (f"{max(wanted, int(current_kb))}kB",))
+            cur.execute("SELECT set_config('work_mem', %s, true), set_config('enable_sort', %s, true)",
+                        (f"{max(wanted, int(current_kb))}kB", enable_sort if sort else "off"))
     yield
     for conn, work_mem, enable_sort in saved:
         with conn.cursor() as cur:
@@ -229,7 +230,7 @@ def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ident
     copy_out = sql.SQL("COPY ({}) TO STDOUT").format(
         _SUMMARY.format(b=ranges.of(), h=prod.hash, recent=prod.recent, t=prod.table, where=prod.where))
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
-        with aggregating(ranges.groups, link.source, link.target):
+        with room_for(ranges.groups, link.source, link.target, sort=False):
             reading = read_in_background(link, copy_out, spool)
             with link.target.cursor() as cur:
                 cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
@@ -311,7 +312,7 @@ def find_differing(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.
         parts = {"fetched": _FETCHED.format(b_r=ranges.of("r"), h_r=fetched.hash, rows=fetched.rows,
                                             t=fetched.target, match=fetched.match),
                  "plus_n": sql.SQL(" + coalesce(r.n, 0)"), "xor_h": sql.SQL(" # coalesce(r.h, 0)")}
-    with link.target.cursor() as cur:
+    with room_for(ranges.groups, link.target), link.target.cursor() as cur:
         cur.execute(_DIFFERING.format(out=out, shift=sql.Literal(ranges.shift), mask=sql.Literal(2**ranges.shift - 1),
                                       prod=names[0], staging=names[1], **parts))
         ranges.differing = cur.rowcount

@@ -231,7 +231,7 @@ def compare_table(link: Link, unit: Unit, key: tuple[str, ...], last: record.Las
 def finish_table(link: Link, p: Planned) -> None:
     """The summaries compared; the differing ranges' rows attributed (both sessions)."""
     result, names = p.result, p.names
-    with link.target.cursor() as cur:
+    with ranges.room_for(p.cut.groups, link.target), link.target.cursor() as cur:
         cur.execute(_TOTALS.format(p=names[0], s=names[1]))
         result.source_rows, result.target_rows, result.ranges = (int(x) for x in cur.fetchone())
         cur.execute(_DIFFERING.format(p=names[0], s=names[1]))
@@ -269,10 +269,10 @@ def summarise_all(link: Link, planned: list[Planned], meanwhile=lambda: None) ->
     spools = [tempfile.SpooledTemporaryFile(max_size=ranges.SPOOL_MEMORY) for _ in planned]
     try:
         groups = max((p.cut.groups for p in planned), default=1)
-        with ranges.aggregating(groups, link.source):
+        with ranges.room_for(groups, link.source, sort=False):
             reading = ranges.read_all_in_background(link, list(zip(copies, spools, strict=True)))
             try:
-                with ranges.aggregating(groups, link.target), link.target.cursor() as cur:
+                with ranges.room_for(groups, link.target, sort=False), link.target.cursor() as cur:
                     for p in planned:
                         cur.execute(ranges.MATERIALISED.format(p.names[1], _SUMMARY.format(
                             b=p.cut.staged_bucket, combined=_combined(p.key, p.side.staging_hash()),
