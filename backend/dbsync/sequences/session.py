@@ -211,6 +211,16 @@ class Alongside:
             other.conn.close()
 
 
+def _second_session(session: EngineSession, items: int, alongside: Alongside | None) -> EngineSession | None:
+    """The session for the second half of `items` reads: the one opened alongside, or a new one;
+    None when the reads stay on `session` (in a caller's transaction, or too few to split)."""
+    if session.in_transaction or items < PARALLEL_MIN_ITEMS:
+        if alongside is not None:
+            alongside.close()
+        return None
+    return alongside.take() if alongside is not None else session.sibling()
+
+
 def run_parallel(session: EngineSession, work: list, cost, query, merge, fail, *,
                  then: Callable[[EngineSession], None] | None = None, then_weight: float = 0,
                  alongside: Alongside | None = None) -> None:
@@ -220,11 +230,7 @@ def run_parallel(session: EngineSession, work: list, cost, query, merge, fail, *
     the same run, made on the second connection after its share of `work` (they are worth
     `then_weight` items of it, so that both connections finish together), else on this one after
     `work`. `alongside`: a second session opened already (closed here if not used)."""
-    other = None
-    if not session.in_transaction and len(work) >= PARALLEL_MIN_ITEMS:
-        other = alongside.take() if alongside is not None else session.sibling()
-    elif alongside is not None:
-        alongside.close()
+    other = _second_session(session, len(work), alongside)
     if other is None:
         run_chunked(session, work, cost, query, merge, fail)
         if then is not None:
