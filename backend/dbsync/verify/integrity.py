@@ -16,9 +16,11 @@ from dbsync.sync.units import Unit
 SAMPLE_KEYS = 5
 
 # One anti-join per foreign key: child rows whose key (every column set, as MATCH SIMPLE checks
-# it) has no parent row.
-_DANGLING = sql.SQL("SELECT count(*), (array_agg(concat_ws(', ', {shown})))[1:{n}] FROM {child} c"
-                    " WHERE {set} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})")
+# it) has no parent row. Counted first, from the key's columns alone (which an index on them and
+# the parent's key answer without reading a row); a few of the rows' keys only when some dangle.
+_DANGLING = sql.SQL("FROM {child} c WHERE {set} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})")
+_COUNT_DANGLING = sql.SQL("SELECT count(*) {}")
+_SAMPLE_DANGLING = sql.SQL("SELECT (array_agg(concat_ws(', ', {shown})))[1:{n}] {rows}")
 _NOT_VALID = sql.SQL("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), con.conname"
                      " FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid"
                      " JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -43,14 +45,17 @@ def dangling_references(cur, catalog: Catalog) -> list[Problem]:
             if child is None or parent is None:
                 continue
             shown_cols = keys.primary or ref.columns
-            cur.execute(_DANGLING.format(
-                shown=sql.SQL(", ").join(sql.SQL("c.{}::text").format(sql.Identifier(c)) for c in shown_cols),
-                n=sql.Literal(SAMPLE_KEYS), child=child.ident, parent=parent.ident,
+            rows = _DANGLING.format(
+                child=child.ident, parent=parent.ident,
                 set=sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in ref.columns),
                 match=sql.SQL(" AND ").join(sql.SQL("p.{} = c.{}").format(sql.Identifier(t), sql.Identifier(c))
-                                            for c, t in zip(ref.columns, ref.target_columns, strict=True))))
-            n, sample = cur.fetchone()
+                                            for c, t in zip(ref.columns, ref.target_columns, strict=True)))
+            cur.execute(_COUNT_DANGLING.format(rows))
+            n = cur.fetchone()[0]
             if n:
+                cur.execute(_SAMPLE_DANGLING.format(n=sql.Literal(SAMPLE_KEYS), rows=rows, shown=sql.SQL(", ").join(
+                    sql.SQL("c.{}::text").format(sql.Identifier(c)) for c in shown_cols)))
+                sample = cur.fetchone()[0]
                 found.append(Problem("dangling_reference", child.label,
                                      f"{n} row(s) whose foreign key {shown_name(ref.name)} references no row of"
                                      f" {parent.label}", [f"{', '.join(shown_cols)} = {k}" for k in sample or []]))
