@@ -65,3 +65,16 @@ def test_masking_off_by_choice_is_one_line(prod_and_staging, monkeypatch, capsys
     monkeypatch.delenv("SYNC_RULES_FILE")
     assert main(["sync", "--source", prod_dsn, "--target", staging_dsn, "--quiet"]) == 0
     assert "warning: no masking rules" in capsys.readouterr().err  # unset is not a choice: still warned
+
+
+def test_json_output_is_the_document_one_entry_per_line():
+    """--json: the same document json.loads reads back, a list of objects one entry per line."""
+    import json
+
+    from dbsync.cli.common import as_json
+
+    document = {"ok": True, "counts": {"reset": 2}, "sequences": [{"table": "a", "value": 1}, {"table": "b"}],
+                "notes": [], "when": None}
+    text = as_json(document)
+    assert json.loads(text) == document
+    assert text.splitlines()[4:7] == ['    {"table": "a", "value": 1},', '    {"table": "b"}', "  ],"]

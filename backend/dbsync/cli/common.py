@@ -82,3 +82,17 @@ def text_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def as_json(document: dict) -> str:
+    """`--json` output: a top-level key per line, and a list of objects (a sequence, a table, a
+    finding per entry) one entry per line. Readable at thousands of entries, and written by the
+    C encoder: with `indent` the json module encodes in Python, 0.03 s for 3,000 sequences."""
+    import json
+
+    def value(v) -> str:
+        if isinstance(v, list) and v and all(isinstance(item, dict) for item in v):
+            return "[\n" + ",\n".join("    " + json.dumps(item, default=str) for item in v) + "\n  ]"
+        return json.dumps(v, default=str)
+
+    return "{\n" + ",\n".join(f"  {json.dumps(k)}: {value(v)}" for k, v in document.items()) + "\n}"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from dbsync.cli.common import (
     EXIT_PROBLEM,
+    as_json,
     connect_to,
     database_url,
     dsn_option,
@@ -38,7 +38,7 @@ def cmd_check_rules(args) -> int:
     finally:
         conn.close()
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(as_json(report))
     else:
         _print_rules_report(report)
     return EXIT_PROBLEM if not report["ok"] else EXIT_OK
@@ -121,7 +121,7 @@ def cmd_preview(args) -> int:
     tables = preview(source_url(args), rules_required(settings), settings.masking_key(), tables=args.table,
                      limit=args.limit, raw=args.show_raw, lock_timeout=settings.lock_timeout)
     if args.json:
-        print(json.dumps({"tables": tables}, indent=2, default=str))
+        print(as_json({"tables": tables}))
         return EXIT_OK
     for i, entry in enumerate(tables):
         print(("\n" if i else "") + f"{entry['table']}: " + (f"masked {', '.join(entry['masked'])}" if entry["masked"]
@@ -159,7 +159,7 @@ def cmd_mask(args) -> int:
                            allowlist=settings.sync_target_allowlist, source=source if source.configured else None,
                            lock_timeout=settings.lock_timeout)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(as_json(result))
     else:
         print(text_table(result["tables"], [("table", "table"), ("action", "action"), ("rows", "rows")]))
         print("dry run: nothing was changed" if args.dry_run else

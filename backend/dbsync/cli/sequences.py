@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from dbsync.cli.common import EXIT_PROBLEM, connect_to, database_url, dsn_option, text_table
+from dbsync.cli.common import EXIT_PROBLEM, as_json, connect_to, database_url, dsn_option, text_table
 from dbsync.errors import EXIT_OK
 
 
@@ -28,7 +26,7 @@ def cmd_reset_sequences(args) -> int:
         conn.close()
     counts = _counts(rows)
     if args.json:
-        print(json.dumps({"dry_run": args.dry_run, "counts": counts, "sequences": rows}, indent=2))
+        print(as_json({"dry_run": args.dry_run, "counts": counts, "sequences": rows}))
     else:
         if rows:
             print(text_table(rows, [("schema", "schema"), ("table", "table"), ("column", "column"),
@@ -59,7 +57,7 @@ def cmd_check_sequences(args) -> int:
             source.close()
     problems, unverifiable = report["problems"], report["unverifiable"]
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(as_json(report))
         return EXIT_PROBLEM if problems else EXIT_OK
     if problems:
         print(text_table(problems, [("schema", "schema"), ("table", "table"), ("column", "column"),

@@ -3,10 +3,9 @@ the closing summary on a terminal (dbsync.progress); metrics when SYNC_METRICS s
 
 from __future__ import annotations
 
-import json
 import sys
 
-from dbsync.cli.common import load_settings, source_option, target_option
+from dbsync.cli.common import as_json, load_settings, source_option, target_option
 from dbsync.errors import EXIT_DOES_NOT_FIT, EXIT_OK
 
 
@@ -44,7 +43,7 @@ def _sync(args, record) -> int:
     _warn(result, settings, rules)
     fits = not args.dry_run or result["estimate"]["fits"]
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(as_json(result))
     elif args.dry_run:
         print(_estimate_line(result, fits))
     else:

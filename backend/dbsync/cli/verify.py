@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
-from dbsync.cli.common import load_settings, source_option, target_option
+from dbsync.cli.common import as_json, load_settings, source_option, target_option
 from dbsync.errors import EXIT_FINDINGS, EXIT_OK
 
 
@@ -32,7 +31,7 @@ def cmd_verify(args) -> int:
             publish(verify_values(report))
         except Exception as exc:  # noqa: BLE001 - metrics never change the verdict
             print(f"db-sync: warning: the verify's metrics were not published: {type(exc).__name__}", file=sys.stderr)
-    print(json.dumps(report, indent=2) if args.json else "\n".join(lines(report)))
+    print(as_json(report) if args.json else "\n".join(lines(report)))
     return EXIT_OK if report["ok"] else EXIT_FINDINGS
 
 
