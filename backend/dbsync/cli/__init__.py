@@ -14,10 +14,8 @@ bug (an unexpected exception); 130 / 143 interrupted by SIGINT / SIGTERM, rolled
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-import traceback
 
 from dbsync import interrupt
 from dbsync.cli import masking, sequences, sync, verify
@@ -67,24 +65,32 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
 
 def _failed(args, exc: DbSyncError) -> int:
     """A failure at the edge: one line on stderr; the error object on stdout with --json."""
+    import traceback
+
+    from dbsync.cli.common import as_json
+
     print(f"db-sync: error: {exc}", file=sys.stderr)
     if getattr(args, "debug", False):
         traceback.print_exception(exc, file=sys.stderr)
     if getattr(args, "json", False):
-        print(json.dumps({"ok": False, "error": exc.as_dict()}, indent=2))
+        print(as_json({"ok": False, "error": exc.as_dict()}))
     return exc.exit_code
 
 
 def _bug(args, exc: Exception) -> int:
     """An unexpected exception: a bug in db-sync, not the user's problem."""
+    import traceback
+
+    from dbsync.cli.common import as_json
+
     first = (str(exc).splitlines() or [""])[0]
     print(f"db-sync: internal error (a bug in db-sync): {type(exc).__name__}: {first}"
           + ("" if args.debug else " — rerun with --debug for the traceback"), file=sys.stderr)
     if args.debug:
         traceback.print_exception(exc, file=sys.stderr)
     if getattr(args, "json", False):
-        print(json.dumps({"ok": False, "error": {"message": f"{type(exc).__name__}: {first}", "kind": "bug",
-                                                 "exit_code": EXIT_BUG}}, indent=2))
+        print(as_json({"ok": False, "error": {"message": f"{type(exc).__name__}: {first}", "kind": "bug",
+                                              "exit_code": EXIT_BUG}}))
     return EXIT_BUG
 
 
