@@ -359,8 +359,12 @@ def fetch_changed(link: Link, unit: Unit, key: tuple[str, ...], i: int) -> int:
         _create_rows(cur, unit, i)
     if not wanted:
         return 0
+    return stream_copy(link.source, link.target, _rows_out(unit, keys_in(key, wanted)),
+                       _into(rows, unit, binary=True), binary=unit.binary, stop_at=link.copy_deadline()).target_rows
+
+
+def keys_in(key: tuple[str, ...], wanted: list[tuple]) -> sql.Composable:
+    """`(k0, k1) IN ((…), …)`: the rows of those keys (their values written into the SQL text)."""
     values = sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(v) for v in w))
                                 for w in wanted)
-    condition = sql.SQL("({}) IN ({})").format(_keys(key), values)
-    return stream_copy(link.source, link.target, _rows_out(unit, condition), _into(rows, unit, binary=True),
-                       binary=unit.binary, stop_at=link.copy_deadline()).target_rows
+    return sql.SQL("({}) IN ({})").format(_keys(key), values)

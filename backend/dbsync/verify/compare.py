@@ -57,7 +57,8 @@ _ATTRIBUTED = sql.SQL(
     " WHEN p.dbsync_h IS NOT NULL AND s.dbsync_h IS NOT NULL THEN"
     "  CASE WHEN s.dbsync_r THEN 'staging' WHEN p.dbsync_r THEN 'prod' ELSE 'unexplained' END"
     " WHEN s.dbsync_h IS NULL THEN CASE WHEN p.dbsync_r THEN 'prod' ELSE 'staging' END"
-    " ELSE CASE WHEN s.dbsync_r THEN 'staging' ELSE 'prod' END END AS who"
+    " ELSE CASE WHEN s.dbsync_r THEN 'staging' ELSE 'prod' END END AS who,"
+    " {typed}, s.dbsync_h IS NOT NULL AS dbsync_on_staging"
     " FROM {p} p FULL JOIN {s} s ON {match} WHERE p.dbsync_h IS DISTINCT FROM s.dbsync_h")
 WHO = ("prod", "staging", "unexplained")
 
@@ -77,6 +78,8 @@ class TableCompared:
     attributed: bool = False  # a usable record of the last sync
     cut: Cut | None = field(default=None, repr=False)  # how the table was cut into ranges
     buckets: list[int] = field(default_factory=list, repr=False)  # the differing ranges, every one
+    # The differing rows (a temporary table on staging: who, dbsync_key_<i>, dbsync_on_staging).
+    rows_differing: sql.Identifier | None = field(default=None, repr=False)
 
     @property
     def differ(self) -> bool:
@@ -323,8 +326,11 @@ def _attribute_rows(link: Link, side: Sides, cut: Cut, key: tuple[str, ...], buc
                 stop_at=link.copy_deadline())
     shown = sql.SQL(", ").join(sql.SQL("coalesce(p.{k}, s.{k})::text").format(k=sql.Identifier(k)) for k in key)
     with link.target.cursor() as cur:
+        typed = sql.SQL(", ").join(sql.SQL("coalesce(p.{k}, s.{k}) AS {as_}").format(
+            k=sql.Identifier(k), as_=sql.Identifier(f"dbsync_key_{i}")) for i, k in enumerate(key))
         cur.execute(_ATTRIBUTED.format(out=out, shown=shown, usable=sql.Literal(result.attributed), p=prod_rows,
-                                       s=staged_rows, match=delta.match_keys(key, "s", "p")))
+                                       s=staged_rows, match=delta.match_keys(key, "s", "p"), typed=typed))
+        result.rows_differing = out
         cur.execute(sql.SQL("SELECT who, count(*), (array_agg(k ORDER BY k))[1:{}] FROM {} GROUP BY 1").format(
             sql.Literal(SAMPLE_KEYS), out))
         for who, n, sample in cur.fetchall():

@@ -115,10 +115,7 @@ def _raw_rows(link: Link, unit: Unit, key: tuple[str, ...], run: RunKey, slot: i
     items = [*key_items, sql.SQL("1")]
     for column, _ in columns:
         items += [run.hash(sql.Identifier(column)), run.hash(unit.masked.expressions[column])]
-    conditions = source_conditions(unit)
-    if keys and not everywhere and compared.cut is not None:
-        chosen = sql.Literal("{" + ",".join(map(str, compared.buckets)) + "}")
-        conditions = [*conditions, sql.SQL("{} = ANY({}::bigint[])").format(compared.cut.bucket, chosen)]
+    conditions = [*source_conditions(unit), *([] if everywhere else _only_differing(link, keys, compared))]
     copy_out = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT").format(
         sql.SQL(", ").join(items), delta.only_from(unit.source), where(*conditions))
     stream_copy(link.source, link.target, copy_out, sql.SQL("COPY {} FROM STDIN").format(raw),
@@ -140,6 +137,25 @@ def _raw_rows(link: Link, unit: Unit, key: tuple[str, ...], run: RunKey, slot: i
                     leaks.append(Leak(unit.label, column, strategy, int(n), _labelled(keys, sample), anywhere=True))
         cur.execute(sql.SQL("DROP TABLE {}").format(raw))
     return leaks
+
+
+def _only_differing(link: Link, keys: tuple[str, ...], compared: TableCompared) -> list[sql.Composable]:
+    """Prod's rows to read again: those whose staging row differs from prod's masked row (the
+    comparison's differing rows, by key), else those of the differing ranges."""
+    if not keys or compared.cut is None:
+        return []
+    if compared.rows_differing is not None:
+        with link.target.cursor() as cur:
+            cur.execute(sql.SQL("SELECT {} FROM {} WHERE dbsync_on_staging LIMIT {}").format(
+                sql.SQL(", ").join(sql.Identifier(f"dbsync_key_{i}") for i in range(len(keys))),
+                compared.rows_differing, sql.Literal(delta.MAX_DELTA_KEYS + 1)))
+            wanted = cur.fetchall()
+        if not wanted:
+            return [sql.SQL("false")]
+        if len(wanted) <= delta.MAX_DELTA_KEYS:
+            return [delta.keys_in(keys, wanted)]
+    chosen = sql.Literal("{" + ",".join(map(str, compared.buckets)) + "}")
+    return [sql.SQL("{} = ANY({}::bigint[])").format(compared.cut.bucket, chosen)]
 
 
 def _outside_form_only(link: Link, unit: Unit, column: str) -> bool:
