@@ -75,13 +75,14 @@ def _mover(session: EngineSession):
 
 def apply(session: EngineSession, plans: list[SequencePlan]) -> None:
     _apply_schema_changes(session, plans)
-    move = _mover(session)
+    mover = session.partner or session  # standalone: the session that read the positions, if two did
+    move = _mover(mover)
     movers = [sp for sp in plans if sp.move and not sp.error]
-    for chunk in chunks(movers, lambda sp: 1, session.budget):
-        if session.attempt(lambda c=chunk: move(c)) is not None:
+    for chunk in chunks(movers, lambda sp: 1, mover.budget):
+        if mover.attempt(lambda c=chunk: move(c)) is not None:
             for sp in chunk:
-                err = session.attempt(lambda sp=sp: move([sp]))
+                err = mover.attempt(lambda sp=sp: move([sp]))
                 if err:
                     sp.fail(f"cannot move {sp.sequence.label}: {err}", err.sqlstate)
-                session.end_batch()
-        session.end_batch()
+                mover.end_batch()
+        mover.end_batch()

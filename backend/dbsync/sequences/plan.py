@@ -13,8 +13,9 @@ from dbsync.catalog import SEQUENCE_COMPARABLE_TYPES, Feed, MissingKey, Sequence
 from dbsync.catalog import sequences as seqcat
 from dbsync.catalog.models import UNBOUNDED_TYPES
 from dbsync.results import Action, SequenceResult
+from dbsync.sequences import session as engine_session
 from dbsync.sequences.names import serial_name
-from dbsync.sequences.session import PARALLEL_MIN_ITEMS, Alongside, EngineSession, run_chunked, run_parallel
+from dbsync.sequences.session import Alongside, EngineSession, run_chunked, run_parallel
 
 SEQUENCE_TYPES = {"int2": "smallint", "int4": "integer", "int8": "bigint"}
 NO_FLOOR_NOTE = "not a number column: the source's position, no data floor"
@@ -339,7 +340,7 @@ def plan(session: EngineSession, *, schemas: list[str] | None, tables: set[Table
 def _sequences_alongside(session: EngineSession) -> Alongside | None:
     """With enough sequences for two connections (session.PARALLEL_MIN_ITEMS), the second one is
     opened now and reads the sequences' catalog while this one reads the columns'."""
-    if session.in_transaction or seqcat.count_sequences(session.cur) < PARALLEL_MIN_ITEMS:
+    if session.in_transaction or seqcat.count_sequences(session.cur) < engine_session.PARALLEL_MIN_ITEMS:
         return None
 
     def read(other: EngineSession) -> dict:

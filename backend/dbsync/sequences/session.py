@@ -69,6 +69,9 @@ class EngineSession:
                          "current_setting('lock_timeout')::interval, interval '1s')) * 1000)::int")
         self.lock_timeout, self.retry_lock_timeout_ms = self.cur.fetchone()
         self.budget = max(64, lock_capacity(self.cur) // 4)
+        # The second session of parallel reads, once they are done: it moves the sequences, whose
+        # positions it read (a backend that has not opened a relation yet pays for it).
+        self.partner: EngineSession | None = None
         self.end_batch()
 
     def sibling(self) -> EngineSession | None:
@@ -123,6 +126,10 @@ class EngineSession:
         return StepError(pg_message(exc), exc.pgcode)
 
     def close(self) -> None:
+        if self.partner is not None:
+            self.partner.close()
+            self.partner.conn.close()
+            self.partner = None
         if not self.conn.closed and (self.conn.info.transaction_status
                                      != psycopg2.extensions.TRANSACTION_STATUS_INERROR):
             for name, value in self._saved.items():
@@ -261,7 +268,6 @@ def run_parallel(session: EngineSession, work: list, cost, query, merge, fail, *
         run_chunked(session, work[:half], cost, query, locked(merge), locked(fail))
     finally:
         worker.join()
-        other.close()
-        other.conn.close()
+        session.partner = other  # kept for the moves: it has read every sequence (session.close closes it)
     if failure:
         raise failure[0]
