@@ -97,6 +97,13 @@ TAMPERING = {
     "two rows' values swapped": (["UPDATE books b SET title = o.title FROM books o"
                                   " WHERE (b.id, o.id) IN ((3, 4), (4, 3))"], ("difference", "public.books"), False),
     "a value made NULL": (["UPDATE books SET isbn = NULL WHERE id = 3"], ("difference", "public.books"), False),
+    # Every seed of hashint8extended hashes v and (v # 1) + 2^32 alike (it folds 64 bits to 32).
+    "a bigint changed to one its own hash folds alike": (
+        ["ALTER TABLE reviews DISABLE TRIGGER ALL", "UPDATE reviews SET user_id = (user_id # 1) + 4294967296"
+         " WHERE id = 3", "ALTER TABLE reviews ENABLE TRIGGER ALL"], ("difference", "public.reviews"), False),
+    "a nullable bigint changed so": (
+        ["ALTER TABLE books DISABLE TRIGGER ALL", "UPDATE books SET owner_id = (owner_id # 1) + 4294967296"
+         " WHERE id = 3", "ALTER TABLE books ENABLE TRIGGER ALL"], ("difference", "public.books"), False),
     "an extra row": (["INSERT INTO authors (id, name) VALUES (99999, 'extra')"], ("difference", "public.authors"),
                      False),
     "a missing row": (["DELETE FROM reviews WHERE id = 2"], ("difference", "public.reviews"), False),

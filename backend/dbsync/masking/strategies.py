@@ -121,8 +121,9 @@ def _date_shift(column: sql.Composable, column_type: str, days: int) -> sql.Comp
 
 def email_form(value: sql.Composable) -> sql.Composable:
     """True where `value` has the form of the email strategy's every output (a LIKE, wider than
-    the output: a value outside it is never one of the strategy's outputs)."""
-    return sql.SQL("({})::text LIKE {}").format(value, sql.Literal(f"user-%@{EMAIL_DOMAIN}"))
+    the output: a value outside it is never one of the strategy's outputs), in the "C" collation,
+    so that prod and staging judge a value alike whatever their columns' collations."""
+    return sql.SQL("(({})::text COLLATE \"C\") LIKE {}").format(value, sql.Literal(f"user-%@{EMAIL_DOMAIN}"))
 
 
 def expression(rule: ColumnRule, column: str, column_type: str) -> sql.Composable:

@@ -107,37 +107,65 @@ def row_hash(link: Link, unit: Unit, items: list[sql.Composable], fast: bool) ->
     column's hash seeding the next's (about a third cheaper than hash_record_extended, and a chain,
     so two rows swapping a value still hash apart). A column that may be NULL on either side, or is
     masked, is hashed on its own first (each value written once in the SQL, so evaluated once),
-    NULL as a constant."""
+    NULL as a constant, and that 64-bit hash joins the chain through the seed (a hash function's
+    int8 argument is folded to 32 bits; its seed is not)."""
     if not fast:
         return hash64(items, fast)
     functions, chain = _functions(link.source), sql.Literal(0)
     for i, (item, name) in enumerate(zip(items, unit.columns, strict=True)):
         column, target = unit.source.columns[name], unit.target.columns.get(name)
-        function = functions.get(_TEXT_OID if column.type_oid == _VARCHAR_OID else column.type_oid)
-        if function is None:
-            return hash64(items, fast)
-        value = sql.SQL("({}) COLLATE \"C\"").format(item) if _TEXT_LIKE.fullmatch(column.type) else item
-        hashed = sql.Identifier("pg_catalog", function)
         masked = unit.masked is not None and name in unit.masked.expressions
         if column.not_null and target is not None and target.not_null and not masked:
-            chain = sql.SQL("{}({}, {})").format(hashed, value, chain)
+            hashed = _typed_hash(functions, column, item, chain)
+            if hashed is None:
+                return hash64(items, fast)
+            chain = hashed
         else:
-            alone = sql.SQL("coalesce({}({}, {}), {})").format(hashed, value, sql.Literal(i), _NULL_HASH)
-            chain = sql.SQL("pg_catalog.hashint8extended({}, {})").format(alone, chain)
+            alone = _typed_hash(functions, column, item, sql.Literal(i))
+            if alone is None:
+                return hash64(items, fast)
+            chain = sql.SQL("pg_catalog.hashint8extended(0, {} # coalesce({}, {}))").format(chain, alone, _NULL_HASH)
     return chain
+
+
+# Types whose own hash folds their 64 bits to 32 (hashint8extended and the timestamp and time
+# hashes built on it: 1 and 2^32 hash alike under every seed). A bigint's high half is hashed
+# too; a timestamp or time is hashed as its exact epoch (a numeric) instead.
+_EPOCH_HASHED = re.compile(r"timestamp(\(\d\))? with(out)? time zone|time(\(\d\))? without time zone")
+_NUMERIC_OID = 1700
+
+
+def _typed_hash(functions: dict[int, str], column, value: sql.Composable,
+                seed: sql.Composable) -> sql.Composable | None:
+    """The column's value hashed by its type's own function, seeded; None without one."""
+    type_oid = _TEXT_OID if column.type_oid == _VARCHAR_OID else column.type_oid
+    if _EPOCH_HASHED.fullmatch(column.type):
+        type_oid, value = _NUMERIC_OID, sql.SQL("extract(epoch FROM {})").format(value)
+    function = functions.get(type_oid)
+    if function is None:
+        return None
+    if _TEXT_LIKE.fullmatch(column.type):
+        value = sql.SQL("({}) COLLATE \"C\"").format(value)
+    hashed = sql.SQL("{}({}, {})").format(sql.Identifier("pg_catalog", function), value, seed)
+    if column.type == "bigint":
+        hashed = sql.SQL("pg_catalog.hashint8extended(({}) >> 32, {})").format(value, hashed)
+    return hashed
 
 
 def key_hash(unit: Unit, key: tuple[str, ...], fast: bool, alias: str | None = None) -> sql.Composable:
     """hash64 of a cut key (its leading column an integer). Between servers of one major version,
     a key of integers is hashed column by column, each column's hash seeding the next's (cheaper
     than a record's, and unlike an XOR of the columns' hashes it tells (1, 7), (2, 5) from (1, 5),
-    (2, 7) when a range's key hashes are XORed together); key columns are never NULL."""
+    (2, 7) when a range's key hashes are XORed together), a bigint's high half too (its hash
+    folds it to 32 bits); key columns are never NULL."""
     columns = [sql.Identifier(alias, k) if alias else sql.Identifier(k) for k in key]
     if not fast or any(unit.source.columns[k].type not in _INTEGERS for k in key):
         return hash64(columns, fast)
     hashed: sql.Composable = sql.Literal(0)
-    for column in columns:
+    for name, column in zip(key, columns, strict=True):
         hashed = sql.SQL("hashint8extended({}::bigint, {})").format(column, hashed)
+        if unit.source.columns[name].type == "bigint":
+            hashed = sql.SQL("hashint8extended({} >> 32, {})").format(column, hashed)
     return hashed
 
 
