@@ -354,7 +354,7 @@ def fetch_changed(link: Link, unit: Unit, key: tuple[str, ...], i: int) -> int:
     """Prod's version of every new or changed row, by key, into `_dbsync_rows_i` on staging."""
     rows = temp_table("rows", i)
     with link.target.cursor() as cur:
-        cur.execute(sql.SQL("SELECT {} FROM {}").format(_keys(key), temp_table("changed", i)))
+        cur.execute(sql.SQL("SELECT {} FROM {}").format(key_texts(key), temp_table("changed", i)))
         wanted = cur.fetchall()
         _create_rows(cur, unit, i)
     if not wanted:
@@ -363,8 +363,16 @@ def fetch_changed(link: Link, unit: Unit, key: tuple[str, ...], i: int) -> int:
                        _into(rows, unit, binary=True), binary=unit.binary, stop_at=link.copy_deadline()).target_rows
 
 
+def key_texts(key: tuple[str, ...]) -> sql.Composable:
+    """The key's columns as text, to read keys for keys_in: a value Python cannot hold (a date's
+    'infinity' becomes date.max) is carried exactly, and the output settings are pinned alike on
+    both sessions."""
+    return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in key)
+
+
 def keys_in(key: tuple[str, ...], wanted: list[tuple]) -> sql.Composable:
-    """`(k0, k1) IN ((…), …)`: the rows of those keys (their values written into the SQL text)."""
+    """`(k0, k1) IN ((…), …)`: the rows of those keys, `wanted` as key_texts reads them (untyped
+    literals in the SQL text, which the server reads as the key's types)."""
     values = sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(v) for v in w))
                                 for w in wanted)
     return sql.SQL("({}) IN ({})").format(_keys(key), values)

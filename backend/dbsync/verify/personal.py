@@ -147,7 +147,7 @@ def _only_differing(link: Link, keys: tuple[str, ...], compared: TableCompared) 
     if compared.rows_differing is not None:
         with link.target.cursor() as cur:
             cur.execute(sql.SQL("SELECT {} FROM {} WHERE dbsync_on_staging LIMIT {}").format(
-                sql.SQL(", ").join(sql.Identifier(f"dbsync_key_{i}") for i in range(len(keys))),
+                delta.key_texts(tuple(f"dbsync_key_{i}" for i in range(len(keys)))),
                 compared.rows_differing, sql.Literal(delta.MAX_DELTA_KEYS + 1)))
             wanted = cur.fetchall()
         if not wanted:
