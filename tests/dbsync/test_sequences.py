@@ -613,7 +613,7 @@ def test_reads_shared_with_a_second_connection_give_the_same_answers(db, db_dsn,
     opened = []
     real_sibling = session.EngineSession.sibling
     monkeypatch.setattr(session.EngineSession, "sibling",
-                        lambda self: opened.append(real_sibling(self)) or opened[-1])
+                        lambda self, params=None: opened.append(real_sibling(self, params)) or opened[-1])
     run(db, "CREATE SEQUENCE shared_ids",
         *[sql.SQL("CREATE TABLE {t} (id int PRIMARY KEY DEFAULT nextval('shared_ids'));"
                   " INSERT INTO {t} VALUES ({v})").format(t=sql.Identifier(f"s{i}"), v=sql.Literal(10 * i + 5))

@@ -74,12 +74,18 @@ class EngineSession:
         self.partner: EngineSession | None = None
         self.end_batch()
 
-    def sibling(self) -> EngineSession | None:
-        """A second standalone session on the same database as the same role, for parallel
-        reads; None when one cannot be opened (then the work simply stays on this one)."""
+    def sibling_parameters(self) -> dict:
+        """How to open a sibling: read from this session's connection, in the thread using it."""
         params = dict(self.conn.info.dsn_parameters)
         if self.conn.info.password:
             params["password"] = self.conn.info.password
+        return params
+
+    def sibling(self, params: dict | None = None) -> EngineSession | None:
+        """A second standalone session on the same database as the same role, for parallel
+        reads; None when one cannot be opened (then the work simply stays on this one).
+        `params`: sibling_parameters(), when another thread opens it."""
+        params = params if params is not None else self.sibling_parameters()
         try:
             conn = psycopg2.connect(**params)
         except psycopg2.Error:
@@ -186,12 +192,14 @@ class Alongside:
 
     def __init__(self, session: EngineSession, read: Callable[[EngineSession], object]):
         self._out: dict = {}
-        self._thread = threading.Thread(target=self._run, args=(session, read), name="dbsync-sibling")
+        # The connection's parameters are read here: libpq wants one connection used by one thread.
+        self._thread = threading.Thread(target=self._run, args=(session, session.sibling_parameters(), read),
+                                        name="dbsync-sibling")
         self._thread.start()
 
-    def _run(self, session: EngineSession, read) -> None:
+    def _run(self, session: EngineSession, params: dict, read) -> None:
         try:
-            other = self._out["session"] = session.sibling()
+            other = self._out["session"] = session.sibling(params)
             if other is not None:
                 self._out["value"] = read(other)
         except BaseException as exc:  # noqa: BLE001 - re-raised by result()

@@ -201,7 +201,8 @@ def range_shift(low, high, estimate: float | None) -> int:
 # spill the table's rows to disk or to sort the whole table: those statements get memory for the
 # ranges there are, within a cap, and a summary no sort.
 _BYTES_PER_RANGE = 256
-_MAX_WORK_MEM_KB = 256 * 1024
+# On a live prod a summary must stay a modest guest: past this the aggregate spills, as before.
+_MAX_WORK_MEM_KB = 64 * 1024
 
 
 @contextlib.contextmanager
@@ -260,10 +261,16 @@ def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ident
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
         with room_for(ranges.groups, link.source, link.target, sort=False):
             reading = read_in_background(link, copy_out, spool)
-            with link.target.cursor() as cur:
-                cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
-                    b=ranges.of("s"), h=staging.hash, recent=staging.recent,
-                    t=sql.SQL("{} s").format(staging.table), where=staging.where)))
+            try:
+                with link.target.cursor() as cur:
+                    cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
+                        b=ranges.of("s"), h=staging.hash, recent=staging.recent,
+                        t=sql.SQL("{} s").format(staging.table), where=staging.where)))
+            except BaseException:
+                link.source.cancel()  # prod's COPY ends with the run, not after it
+                with contextlib.suppress(Exception):
+                    reading()
+                raise
             reading()
         spool.seek(0)
         with link.target.cursor() as cur:
