@@ -97,12 +97,16 @@ TAMPERING = {
     "two rows' values swapped": (["UPDATE books b SET title = o.title FROM books o"
                                   " WHERE (b.id, o.id) IN ((3, 4), (4, 3))"], ("difference", "public.books"), False),
     "a value made NULL": (["UPDATE books SET isbn = NULL WHERE id = 3"], ("difference", "public.books"), False),
-    # Every seed of hashint8extended hashes v and (v # 1) + 2^32 alike (it folds 64 bits to 32).
+    # Every seed of hashint8extended hashes v and v # (2^32 + 1) alike (it folds 64 bits to 32 by XOR).
     "a bigint changed to one its own hash folds alike": (
-        ["ALTER TABLE reviews DISABLE TRIGGER ALL", "UPDATE reviews SET user_id = (user_id # 1) + 4294967296"
+        ["ALTER TABLE reviews DISABLE TRIGGER ALL", "UPDATE reviews SET user_id = user_id # 4294967297"
          " WHERE id = 3", "ALTER TABLE reviews ENABLE TRIGGER ALL"], ("difference", "public.reviews"), False),
+    "a timestamp changed so": (  # its microseconds since 2000 (what its hash folds) changed alike
+        ["UPDATE books SET created_at = timestamptz '2000-01-01 00:00:00+00' + interval '1 microsecond' * (((extract("
+         "epoch FROM created_at - timestamptz '2000-01-01 00:00:00+00') * 1000000)::bigint # 4294967297))"
+         " WHERE id = 3"], ("difference", "public.books"), False),
     "a nullable bigint changed so": (
-        ["ALTER TABLE books DISABLE TRIGGER ALL", "UPDATE books SET owner_id = (owner_id # 1) + 4294967296"
+        ["ALTER TABLE books DISABLE TRIGGER ALL", "UPDATE books SET owner_id = owner_id # 4294967297"
          " WHERE id = 3", "ALTER TABLE books ENABLE TRIGGER ALL"], ("difference", "public.books"), False),
     "an extra row": (["INSERT INTO authors (id, name) VALUES (99999, 'extra')"], ("difference", "public.authors"),
                      False),

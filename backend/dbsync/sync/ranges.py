@@ -130,18 +130,15 @@ def row_hash(link: Link, unit: Unit, items: list[sql.Composable], fast: bool) ->
 
 # Types whose own hash folds their 64 bits to 32 (hashint8extended and the timestamp and time
 # hashes built on it: 1 and 2^32 hash alike under every seed). A bigint's high half is hashed
-# too; a timestamp or time is hashed as its exact epoch (a numeric) instead.
+# too; a timestamp's or a time's epoch too, as a double (exact to the microsecond within 142
+# years of 1970; beyond, the folded hash still tells most apart) — a third of a numeric's cost.
 _EPOCH_HASHED = re.compile(r"timestamp(\(\d\))? with(out)? time zone|time(\(\d\))? without time zone")
-_NUMERIC_OID = 1700
 
 
 def _typed_hash(functions: dict[int, str], column, value: sql.Composable,
                 seed: sql.Composable) -> sql.Composable | None:
     """The column's value hashed by its type's own function, seeded; None without one."""
-    type_oid = _TEXT_OID if column.type_oid == _VARCHAR_OID else column.type_oid
-    if _EPOCH_HASHED.fullmatch(column.type):
-        type_oid, value = _NUMERIC_OID, sql.SQL("extract(epoch FROM {})").format(value)
-    function = functions.get(type_oid)
+    function = functions.get(_TEXT_OID if column.type_oid == _VARCHAR_OID else column.type_oid)
     if function is None:
         return None
     if _TEXT_LIKE.fullmatch(column.type):
@@ -149,6 +146,8 @@ def _typed_hash(functions: dict[int, str], column, value: sql.Composable,
     hashed = sql.SQL("{}({}, {})").format(sql.Identifier("pg_catalog", function), value, seed)
     if column.type == "bigint":
         hashed = sql.SQL("pg_catalog.hashint8extended(({}) >> 32, {})").format(value, hashed)
+    elif _EPOCH_HASHED.fullmatch(column.type):
+        hashed = sql.SQL("pg_catalog.hashfloat8extended(date_part('epoch', {}), {})").format(value, hashed)
     return hashed
 
 
