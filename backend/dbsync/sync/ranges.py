@@ -258,19 +258,11 @@ def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ident
     copy_out = sql.SQL("COPY ({}) TO STDOUT").format(
         _SUMMARY.format(b=ranges.of(), h=prod.hash, recent=prod.recent, t=prod.table, where=prod.where))
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
-        with room_for(ranges.groups, link.source, link.target, sort=False):
-            reading = read_in_background(link, copy_out, spool)
-            try:
-                with link.target.cursor() as cur:
-                    cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
-                        b=ranges.of("s"), h=staging.hash, recent=staging.recent,
-                        t=sql.SQL("{} s").format(staging.table), where=staging.where)))
-            except BaseException:
-                link.source.cancel()  # prod's COPY ends with the run, not after it
-                with contextlib.suppress(Exception):
-                    reading()
-                raise
-            reading()
+        with room_for(ranges.groups, link.source, link.target, sort=False), reading_prod(link, [(copy_out, spool)]), \
+                link.target.cursor() as cur:
+            cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
+                b=ranges.of("s"), h=staging.hash, recent=staging.recent,
+                t=sql.SQL("{} s").format(staging.table), where=staging.where)))
         spool.seek(0)
         with link.target.cursor() as cur:
             cur.execute(_SUMMARY_TABLE.format(prod_name))
@@ -280,14 +272,12 @@ def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ident
     return int(n_recent), int(total)
 
 
-def read_in_background(link: Link, copy_out: sql.Composable, spool):
-    """Start prod's COPY into `spool` in a thread; the returned function waits for it (within
-    the time budget, cancelling prod's statement past it) and raises what it raised."""
-    return read_all_in_background(link, [(copy_out, spool)])
-
-
-def read_all_in_background(link: Link, copies: list[tuple[sql.Composable, object]]):
-    """read_in_background of several COPYs, one after another in one thread, each into its spool."""
+@contextlib.contextmanager
+def reading_prod(link: Link, copies: list[tuple[sql.Composable, object]]):
+    """Prod's COPYs, one after another, each into its spool, in a thread while the block runs
+    (staging's own work). On leaving, it waits for them (within the time budget, cancelling
+    prod's statement past it) and raises what they raised; should the block fail, prod's COPY
+    is cancelled first, so that it ends with the run, not after it."""
     outcome: dict = {}
 
     def read():
@@ -295,24 +285,26 @@ def read_all_in_background(link: Link, copies: list[tuple[sql.Composable, object
             with link.source.cursor() as cur:
                 for copy_out, spool in copies:
                     cur.copy_expert(copy_out.as_string(link.source), spool)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on leaving the block
             outcome["error"] = exc
 
     thread = threading.Thread(target=read, name="dbsync-summary", daemon=True)
     thread.start()
-
-    def wait() -> None:
-        stop_at = link.copy_deadline()
-        while thread.is_alive():
-            thread.join(timeout=0.2)
-            if thread.is_alive() and stop_at is not None and time.perf_counter() >= stop_at:
-                link.source.cancel()
-                thread.join(timeout=30)
-                raise BudgetExceeded("the comparison ran out of its time budget")
-        if "error" in outcome:
-            raise SourceCopyError(outcome["error"])
-
-    return wait
+    try:
+        yield
+    except BaseException:
+        link.source.cancel()
+        thread.join(timeout=30)
+        raise
+    stop_at = link.copy_deadline()
+    while thread.is_alive():
+        thread.join(timeout=0.2)
+        if thread.is_alive() and stop_at is not None and time.perf_counter() >= stop_at:
+            link.source.cancel()
+            thread.join(timeout=30)
+            raise BudgetExceeded("the comparison ran out of its time budget")
+    if "error" in outcome:
+        raise SourceCopyError(outcome["error"])
 
 
 # Prod's summary against staging's, range by range; a range where staging wrote (or, with digests,

@@ -16,7 +16,6 @@ it. Without a usable record every difference is unexplained. Keys are reported, 
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from dataclasses import dataclass, field
 
@@ -272,21 +271,14 @@ def summarise_all(link: Link, planned: list[Planned], meanwhile=lambda: None) ->
     spools = [tempfile.SpooledTemporaryFile(max_size=ranges.SPOOL_MEMORY) for _ in planned]
     try:
         groups = max((p.cut.groups for p in planned), default=1)
-        with ranges.room_for(groups, link.source, sort=False):
-            reading = ranges.read_all_in_background(link, list(zip(copies, spools, strict=True)))
-            try:
-                with ranges.room_for(groups, link.target, sort=False), link.target.cursor() as cur:
-                    for p in planned:
-                        cur.execute(ranges.MATERIALISED.format(p.names[1], _SUMMARY.format(
-                            b=p.cut.staged_bucket, combined=_combined(p.key, p.side.staging_hash()),
-                            recent=p.side.staging_recent, t=p.side.staging_table, where=sql.SQL(""))))
-                meanwhile()
-            except BaseException:
-                link.source.cancel()  # the thread's COPY ends, so that nothing reads prod past the run
-                with contextlib.suppress(Exception):
-                    reading()
-                raise
-            reading()
+        with ranges.room_for(groups, link.source, sort=False), \
+                ranges.reading_prod(link, list(zip(copies, spools, strict=True))):
+            with ranges.room_for(groups, link.target, sort=False), link.target.cursor() as cur:
+                for p in planned:
+                    cur.execute(ranges.MATERIALISED.format(p.names[1], _SUMMARY.format(
+                        b=p.cut.staged_bucket, combined=_combined(p.key, p.side.staging_hash()),
+                        recent=p.side.staging_recent, t=p.side.staging_table, where=sql.SQL(""))))
+            meanwhile()
         with link.target.cursor() as cur:
             for p, spool in zip(planned, spools, strict=True):
                 spool.seek(0)
