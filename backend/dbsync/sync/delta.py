@@ -109,7 +109,8 @@ def _row_digest(items: list[sql.Composable], fast: bool = False) -> sql.Composab
     return sql.SQL("md5({}::text)").format(row)
 
 
-def _keys(key: tuple[str, ...], alias: str | None = None) -> sql.Composable:
+def key_list(key: tuple[str, ...], alias: str | None = None) -> sql.Composable:
+    """`k0, k1` (or `alias.k0, alias.k1`): the key's columns."""
     return sql.SQL(", ").join(sql.Identifier(alias, k) if alias else sql.Identifier(k) for k in key)
 
 
@@ -218,18 +219,18 @@ def diff(link: Link, unit: Unit, key: tuple[str, ...], i: int) -> Delta:
         ranges.find_differing(link, cut, summaries, differing)
     source_join, target_join = ranges.restrictions(link, cut, differing)
     with link.target.cursor() as cur:
-        cur.execute(_DIGESTS_TABLE.format(pd, _keys(key), only_from(target)))
+        cur.execute(_DIGESTS_TABLE.format(pd, key_list(key), only_from(target)))
     copy_out = sql.SQL("COPY (SELECT {}, {} FROM {}{}{}) TO STDOUT").format(
-        _keys(key), _row_digest(_source_items(unit), fast), source, source_join, _source_where(unit))
+        key_list(key), _row_digest(_source_items(unit), fast), source, source_join, _source_where(unit))
     sent = stream_copy(link.source, link.target, copy_out, _into(pd, unit, binary=False),
                        stop_at=link.copy_deadline())
     match = match_keys(key, "s", "p")
     with link.target.cursor() as cur:
         cur.execute(_CHANGED_BY_DIGEST.format(
-            ch=temp_table("changed", i), pk=_keys(key, "p"), pd=pd, t=only_from(target), match=match,
+            ch=temp_table("changed", i), pk=key_list(key, "p"), pd=pd, t=only_from(target), match=match,
             k0=sql.Identifier(key[0]), staged=_row_digest(staged_items, fast)))
         n_changed = cur.rowcount
-        cur.execute(_GONE_BY_DIGEST.format(g=temp_table("gone", i), sk=_keys(key, "s"),
+        cur.execute(_GONE_BY_DIGEST.format(g=temp_table("gone", i), sk=key_list(key, "s"),
                                            staged=_staged_keys(cur, unit, key, i, target_join), pd=pd, match=match))
         n_gone = cur.rowcount
     return Delta(sent.source_rows if total is None else total, n_changed, n_gone, time.perf_counter() - began,
@@ -242,10 +243,10 @@ def _staged_keys(cur, unit: Unit, key: tuple[str, ...], i: int,
     ranges (`restriction`), materialised — a join on ranges has no estimate the planner could
     size a hash join by."""
     if restriction is None:
-        return sql.SQL("({})").format(_STAGED_KEYS.format(s_keys=_keys(key, "s"), t=only_from(unit.target),
+        return sql.SQL("({})").format(_STAGED_KEYS.format(s_keys=key_list(key, "s"), t=only_from(unit.target),
                                                           restrict=sql.SQL("")))
     cur.execute(ranges.MATERIALISED.format(temp_table("staged", i), _STAGED_KEYS.format(
-        s_keys=_keys(key, "s"), t=only_from(unit.target), restrict=restriction)))
+        s_keys=key_list(key, "s"), t=only_from(unit.target), restrict=restriction)))
     return temp_table("staged", i)
 
 
@@ -321,7 +322,7 @@ def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last) -> D
     pk, rows, both = temp_table("prodkeys", i), temp_table("rows", i), temp_table("keys", i)
     stop_at = link.copy_deadline()
     with link.target.cursor() as cur:
-        cur.execute(_EMPTY_LIKE.format(pk, _keys(key), only_from(unit.target)))
+        cur.execute(_EMPTY_LIKE.format(pk, key_list(key), only_from(unit.target)))
         _create_rows(cur, unit, i)
     fetched = stream_copy(link.source, link.target, _rows_out(unit, recent), _into(rows, unit, binary=True),
                           binary=unit.binary, stop_at=stop_at).target_rows
@@ -331,7 +332,7 @@ def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last) -> D
             rows, only_from(unit.target), match_keys(key, "s", "r"), ranges.key_hash(unit, key, fast, "r")))
     source_join, target_join = ranges.restrictions(link, cut, differing)
     keys_out = sql.SQL("COPY (SELECT {} FROM {}{}{}) TO STDOUT{}").format(
-        _keys(key), source, source_join, _source_where(unit), _copy_format(unit))
+        key_list(key), source, source_join, _source_where(unit), _copy_format(unit))
     stream_copy(link.source, link.target, keys_out, _into(pk, unit, binary=True), binary=unit.binary, stop_at=stop_at)
     p0 = sql.Identifier(f"p_{key[0]}")
     with link.target.cursor() as cur:
@@ -375,4 +376,4 @@ def keys_in(key: tuple[str, ...], wanted: list[tuple]) -> sql.Composable:
     literals in the SQL text, which the server reads as the key's types)."""
     values = sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(v) for v in w))
                                 for w in wanted)
-    return sql.SQL("({}) IN ({})").format(_keys(key), values)
+    return sql.SQL("({}) IN ({})").format(key_list(key), values)

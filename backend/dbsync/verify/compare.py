@@ -296,10 +296,6 @@ def _attribute_counts(differing: list[tuple], result: TableCompared) -> None:
     result.differences[who] += max(1, abs(int(p_n) - int(s_n)))
 
 
-def _keys(key: tuple[str, ...], alias: str | None = None) -> sql.Composable:
-    return sql.SQL(", ").join(sql.Identifier(alias, k) if alias else sql.Identifier(k) for k in key)
-
-
 def _attribute_rows(link: Link, side: Sides, cut: Cut, key: tuple[str, ...], buckets: list[int], slot: int,
                     result: TableCompared) -> None:
     """Both sides' (key, row hash, recent) in the differing ranges, joined on staging by key."""
@@ -307,12 +303,12 @@ def _attribute_rows(link: Link, side: Sides, cut: Cut, key: tuple[str, ...], buc
     prod_rows, staged_rows, out = _temp("prod_rows", slot), _temp("staged_rows", slot), _temp("differences", slot)
     in_ranges = sql.SQL("{} = ANY({}::bigint[])")
     with link.target.cursor() as cur:
-        cur.execute(_KEYED_TABLE.format(prod_rows, _keys(key), delta.only_from(unit.target)))
+        cur.execute(_KEYED_TABLE.format(prod_rows, delta.key_list(key), delta.only_from(unit.target)))
         cur.execute(ranges.MATERIALISED.format(staged_rows, _KEYED_ROWS.format(
-            keys=_keys(key, "s"), h=side.staging_hash(), recent=side.staging_recent, t=side.staging_table,
+            keys=delta.key_list(key, "s"), h=side.staging_hash(), recent=side.staging_recent, t=side.staging_table,
             where=where(in_ranges.format(cut.staged_bucket, chosen)))))
     copy_out = sql.SQL("COPY ({}) TO STDOUT").format(_KEYED_ROWS.format(
-        keys=_keys(key), h=side.prod_hash(), recent=side.prod_recent, t=side.prod_table,
+        keys=delta.key_list(key), h=side.prod_hash(), recent=side.prod_recent, t=side.prod_table,
         where=where(*source_conditions(unit), in_ranges.format(cut.bucket, chosen))))
     stream_copy(link.source, link.target, copy_out, sql.SQL("COPY {} FROM STDIN").format(prod_rows),
                 stop_at=link.copy_deadline())
