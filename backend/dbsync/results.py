@@ -93,6 +93,7 @@ class TableCopied(TypedDict):
     found: NotRequired[str]  # how: "by digest", or "since the last sync" (recorded on staging)
     key_ranges: NotRequired[int]  # ranges of the key both sides summarised (dbsync.sync.ranges)
     key_ranges_compared: NotRequired[int]  # those whose summaries differed, compared key by key
+    key_ranges_exact: NotRequired[bool]  # 64-key ranges whose summaries are the key sets (dbsync.sync.keysets)
 
 
 class TablePlanned(TypedDict):

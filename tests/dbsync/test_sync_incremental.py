@@ -195,9 +195,11 @@ def test_only_the_key_ranges_whose_summaries_differ_are_compared(make_db, monkey
         execute(inc, "DELETE FROM dbsync.sync_state")  # no record of the last sync: digests decide
     result = night(prod, full, inc, SPARSE_PROD_CHANGES, STAGING_WRITES)
     tables = {t["table"]: t for t in result["tables"]}
-    for name in ("public.books", "public.reviews", "public.book_authors"):
+    # Since the last sync, a key of one integer column is read off exact key sets instead.
+    for name in ("public.book_authors",) if found == "since the last sync" else ("public.books", "public.reviews",
+                                                                                 "public.book_authors"):
         t = tables[name]
-        assert t["mode"] == "delta" and t["found"] == found
+        assert t["mode"] == "delta" and t["found"] == found and "key_ranges_exact" not in t
         assert 0 < t["key_ranges_compared"] < t["key_ranges"] / 4, t
     assert result["validation"]["ok"]
 
@@ -275,4 +277,38 @@ def test_a_key_python_cannot_hold_is_fetched_by_its_text(make_db):
             "UPDATE shifts SET note = 'staging edit' WHERE d = '-infinity'")
     result = sync_databases(prod, staging, incremental=True)
     assert {t["table"]: t["mode"] for t in result["tables"]} == {"public.days": "delta", "public.shifts": "delta"}
+    assert everything(staging) == everything(prod)
+
+
+def test_exact_key_sets_at_the_edges_of_the_integers(make_db, monkeypatch):
+    """A key of one integer column is read off 64-key bitmaps: negative keys, the sign bit, both
+    ends of bigint and smallint, a key both sides inserted, a row staging deleted that prod
+    changed — and a table whose keys are too sparse for bitmaps keeps the hashed ranges."""
+    monkeypatch.setattr(ranges, "EXACT_DENSITY", 0.0)  # any span: the extremes are 2^64 apart
+    prod, staging = make_db("edgesprod"), make_db("edgesstaging")
+    edges = "-9223372036854775808, -65, -64, -63, -1, 0, 1, 62, 63, 64, 127, 128, 9223372036854775806, 9223372036854775807"
+    for db in (prod, staging):
+        execute(db, "CREATE TABLE edges (id bigint PRIMARY KEY, note text)",
+                "CREATE TABLE small (id smallint PRIMARY KEY, note text)")
+    execute(prod, f"INSERT INTO edges SELECT unnest('{{{edges}}}'::bigint[]), 'prod'",
+            "INSERT INTO edges SELECT g, 'bulk' FROM generate_series(1000, 1999) g",  # so that the changes are few
+            "INSERT INTO small SELECT g, 'prod' FROM generate_series(-32768, 32767, 97) g",
+            "INSERT INTO small VALUES (32767, 'top')")
+    sync_databases(prod, staging)
+    execute(prod, "UPDATE edges SET note = 'changed' WHERE id IN (-9223372036854775808, 63, 9223372036854775807)",
+            "DELETE FROM edges WHERE id IN (-64, 0, 9223372036854775806)", "INSERT INTO edges VALUES (-2, 'new'), (65, 'new')",
+            "UPDATE small SET note = 'changed' WHERE id % 50 = 0", "DELETE FROM small WHERE id = 32767")
+    execute(staging, "INSERT INTO edges VALUES (65, 'staging took it'), (-3, 'staging only')",
+            "DELETE FROM edges WHERE id = 63", "UPDATE edges SET note = 'staging edit' WHERE id = -65",
+            "INSERT INTO small VALUES (-32767, 'staging only')", "UPDATE small SET note = 'staging' WHERE id = -32768")
+    result = sync_databases(prod, staging, incremental=True)
+    tables = {t["table"]: t for t in result["tables"]}
+    for name in ("public.edges", "public.small"):
+        assert tables[name]["mode"] == "delta" and tables[name].get("key_ranges_exact"), tables[name]
+    assert everything(staging) == everything(prod)
+    monkeypatch.setattr(ranges, "EXACT_DENSITY", 1 / 8)
+    execute(prod, "ANALYZE edges", "UPDATE edges SET note = 'again' WHERE id = 1")
+    result = sync_databases(prod, staging, incremental=True)
+    edges_row = next(t for t in result["tables"] if t["table"] == "public.edges")
+    assert edges_row["mode"] == "delta" and "key_ranges_exact" not in edges_row  # ~1,000 keys over 2^64: hashed
     assert everything(staging) == everything(prod)

@@ -27,7 +27,7 @@ from psycopg2 import sql
 
 from dbsync import sqltext
 from dbsync.errors import DbSyncError
-from dbsync.sync import ranges
+from dbsync.sync import keysets, ranges
 from dbsync.sync.copy import stream_copy
 from dbsync.sync.link import Link
 from dbsync.sync.units import Unit
@@ -64,6 +64,7 @@ class Delta:
     deleted: int = 0  # vanished keys no longer there after it, whoever removed them (a cascade too)
     key: tuple[str, ...] = ()  # the primary key rows are matched by
     slot: int = 0  # the number in its temporary tables' names (_dbsync_rows_<slot>, …)
+    wanted: list[tuple] | None = None  # the keys to fetch, when not in _dbsync_changed_<slot> (keysets)
 
     @property
     def target_rows(self) -> int | None:
@@ -296,10 +297,11 @@ def _prefixed(key: tuple[str, ...], alias: str, prefix: str, *, to_plain: bool =
 
 
 def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
-    """What differs, from what the last sync saw (dbsync.sync.record): prod's recent rows into
-    `_dbsync_rows_i`, the other keys to fetch into `_dbsync_changed_i`, vanished ones into
-    `_dbsync_gone_i` — without digesting a row, and where the key allows, comparing only the key
-    ranges whose summaries differ (dbsync.sync.ranges)."""
+    """What differs, from what the last sync saw (dbsync.sync.record): for a key of one integer
+    column, read off exact key sets (dbsync.sync.keysets); otherwise prod's recent rows into
+    `_dbsync_rows_i`, the other keys to fetch into `_dbsync_changed_i` — where the key allows,
+    comparing only the key ranges whose summaries differ (dbsync.sync.ranges). Vanished keys go
+    into `_dbsync_gone_i`; no row is digested."""
     from dbsync.sync.record import recent_source_filter, recent_target_filter
 
     began = time.perf_counter()
@@ -308,17 +310,21 @@ def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last) -> D
     seen = recent_sample(link, unit, recent)
     if seen.recent > AUTO_FULL_FRACTION * max(1, seen.rows):
         return Delta(seen.rows, seen.recent, 0, time.perf_counter() - began, sampled=True)
-    cut = ranges.plan_ranges(link, unit, key, from_=source)
+    cut = ranges.plan_ranges(link, unit, key, from_=source, exact=True)
     summaries = (temp_table("summary", i), temp_table("staged_summary", i))
     if cut:
+        hashes = ((cut.bit(), cut.bit("s")) if cut.exact
+                  else (ranges.key_hash(unit, key, fast), ranges.key_hash(unit, key, fast, "s")))
         n_recent, total = ranges.summarise(
-            link, cut, summaries, ranges.Side(source, _source_where(unit), ranges.key_hash(unit, key, fast), recent),
-            ranges.Side(only_from(unit.target), sql.SQL(""), ranges.key_hash(unit, key, fast, "s"),
+            link, cut, summaries, ranges.Side(source, _source_where(unit), hashes[0], recent),
+            ranges.Side(only_from(unit.target), sql.SQL(""), hashes[1],
                         recent_target_filter(last, sql.Identifier("s", "xmin"))))
     else:
         n_recent, total = recent_share(link, unit, recent)
     if n_recent > AUTO_FULL_FRACTION * max(1, total):
         return Delta(total, n_recent, 0, time.perf_counter() - began)
+    if cut and cut.exact:
+        return _from_key_sets(link, unit, key, i, cut, summaries, total, began)
     pk, rows, both = temp_table("prodkeys", i), temp_table("rows", i), temp_table("keys", i)
     stop_at = link.copy_deadline()
     with link.target.cursor() as cur:
@@ -351,12 +357,26 @@ def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last) -> D
     return Delta(total, fetched + n_changed, n_gone, time.perf_counter() - began, ranges=cut, key=key, slot=i)
 
 
-def fetch_changed(link: Link, unit: Unit, key: tuple[str, ...], i: int) -> int:
-    """Prod's version of every new or changed row, by key, into `_dbsync_rows_i` on staging."""
+def _from_key_sets(link: Link, unit: Unit, key: tuple[str, ...], i: int, cut: ranges.Ranges,
+                   summaries: tuple[sql.Identifier, sql.Identifier], total: int, began: float) -> Delta:
+    """The keys to fetch (kept on the Delta) and those to delete (`_dbsync_gone_i`), read off the
+    exact summaries."""
+    gone = temp_table("gone", i)
+    with link.target.cursor() as cur:
+        cur.execute(_EMPTY_LIKE.format(gone, key_list(key), only_from(unit.target)))
+    found = keysets.differences(link, cut, summaries, gone, limit=MAX_DELTA_KEYS)
+    return Delta(total, found.n_fetch, found.n_gone, time.perf_counter() - began, ranges=cut, key=key, slot=i,
+                 wanted=[(k,) for k in found.fetch])
+
+
+def fetch_changed(link: Link, unit: Unit, key: tuple[str, ...], i: int, wanted: list[tuple] | None = None) -> int:
+    """Prod's version of every new or changed row, by key, into `_dbsync_rows_i` on staging: the
+    keys `wanted` (as key_texts reads them), or those in `_dbsync_changed_i`."""
     rows = temp_table("rows", i)
     with link.target.cursor() as cur:
-        cur.execute(sql.SQL("SELECT {} FROM {}").format(key_texts(key), temp_table("changed", i)))
-        wanted = cur.fetchall()
+        if wanted is None:
+            cur.execute(sql.SQL("SELECT {} FROM {}").format(key_texts(key), temp_table("changed", i)))
+            wanted = cur.fetchall()
         _create_rows(cur, unit, i)
     if not wanted:
         return 0

@@ -177,7 +177,7 @@ def incremental(run: SyncRun) -> None:
             unit.compared = _choose(run, unit, key, i)
         if unit.mode == "delta":
             run.doing = f"reading the changed rows of {unit.label}"
-            delta.fetch_changed(run.link, unit, key, i)
+            delta.fetch_changed(run.link, unit, key, i, unit.compared.wanted)
 
 
 def _choose(run: SyncRun, unit, key, i) -> delta.Delta | None:
@@ -285,6 +285,8 @@ def _report_delta(run: SyncRun, unit, found: delta.Delta) -> None:
         found=found.how)
     if found.ranges:
         row["key_ranges"], row["key_ranges_compared"] = found.ranges.count, found.ranges.differing
+        if found.ranges.exact:
+            row["key_ranges_exact"] = True
     run.report["tables"].append(row)
 
 

@@ -48,10 +48,17 @@ class Ranges:
     count: int = 0  # ranges prod has rows in
     differing: int = 0  # ranges compared key by key
     target_rows: int | None = None  # staging's rows before the sync, from its summary
+    exact: bool = False  # a range's keys as a bitmap, one bit per key (dbsync.sync.keysets)
 
     def of(self, alias: str | None = None) -> sql.Composable:
-        col = sql.Identifier(alias, self.column) if alias else sql.Identifier(self.column)
-        return sql.SQL("({}::bigint >> {})").format(col, sql.Literal(self.shift))
+        return sql.SQL("({}::bigint >> {})").format(self._column(alias), sql.Literal(self.shift))
+
+    def bit(self, alias: str | None = None) -> sql.Composable:
+        """The key's own bit in its range's bitmap (exact ranges: 64 keys, one bigint)."""
+        return sql.SQL("(1::bigint << ({}::bigint & 63)::int)").format(self._column(alias))
+
+    def _column(self, alias: str | None) -> sql.Identifier:
+        return sql.Identifier(alias, self.column) if alias else sql.Identifier(self.column)
 
     @property
     def groups(self) -> int:
@@ -172,9 +179,12 @@ _BOUNDS = sql.SQL("SELECT min({k})::numeric, max({k})::numeric,"
                   " (SELECT reltuples FROM pg_class WHERE oid = {oid}) FROM {t}")
 
 
-def plan_ranges(link: Link, unit: Unit, key: tuple[str, ...], *, from_: sql.Composable) -> Ranges | None:
+def plan_ranges(link: Link, unit: Unit, key: tuple[str, ...], *, from_: sql.Composable,
+                exact: bool = False) -> Ranges | None:
     """Ranges of about RANGE_ROWS keys, from the leading column's bounds (an index's two ends)
-    and the table's estimated rows; None when the leading column is not an integer."""
+    and the table's estimated rows; None when the leading column is not an integer. With
+    `exact`, a key of one integer column whose keys are dense enough gets exact ranges instead:
+    64 keys each, the range's keys a bitmap (dbsync.sync.keysets)."""
     column = key[0]
     if unit.source.columns[column].type not in _INTEGERS:
         return None
@@ -183,7 +193,23 @@ def plan_ranges(link: Link, unit: Unit, key: tuple[str, ...], *, from_: sql.Comp
         low, high, estimate = cur.fetchone()
     if low is None:
         return None  # prod's table is empty: nothing to cut
-    return Ranges(column, range_shift(low, high, estimate), span=int(high - low) + 1)
+    span = int(high - low) + 1
+    if exact and len(key) == 1 and _dense(span, estimate):
+        return Ranges(column, EXACT_SHIFT, span=span, exact=True)
+    return Ranges(column, range_shift(low, high, estimate), span=span)
+
+
+# An exact range covers 2^6 = 64 key values, a bigint's bits.
+EXACT_SHIFT = 6
+# Keys per key value, at least, for exact ranges (8 keys a range on average): sparser keys would
+# make more ranges, each summarised, than the RANGE_ROWS-key ranges of hashed keys.
+EXACT_DENSITY = 1 / 8
+
+
+def _dense(span: int, estimate: float | None) -> bool:
+    """Whether keys fill enough of their span for exact ranges (unknown estimate: taken as dense,
+    as range_shift does)."""
+    return not estimate or estimate <= 0 or estimate / span >= EXACT_DENSITY
 
 
 def range_shift(low, high, estimate: float | None) -> int:
@@ -226,13 +252,17 @@ def room_for(groups: int, *connections, sort: bool = True):
                         (work_mem, enable_sort))
 
 
-_SUMMARY = sql.SQL("SELECT {b} AS b, count(*) AS n, bit_xor({h}) AS h, count(*) FILTER (WHERE {recent}) AS recent"
-                   " FROM {t}{where} GROUP BY 1")
+# `recent`: how many of the range's rows are recent; in an exact range, which (a bitmap, as `h`).
+_SUMMARY = sql.SQL("SELECT {b} AS b, count(*) AS n, bit_xor({h}) AS h, {recent} AS recent FROM {t}{where} GROUP BY 1")
+_RECENT_COUNT = sql.SQL("count(*) FILTER (WHERE {})")
+_RECENT_BITS = sql.SQL("bit_xor({}) FILTER (WHERE {})")
 _SUMMARY_TABLE = sql.SQL("CREATE TEMP TABLE {} (b bigint, n bigint, h bigint, recent bigint) ON COMMIT DROP")
 # A temporary table on staging, made from a query (the comparison's intermediate results).
 MATERIALISED = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}")
-_TOTALS = sql.SQL("SELECT count(*), coalesce(sum(recent), 0), coalesce(sum(n), 0),"
-                  " (SELECT coalesce(sum(n), 0) FROM {}) FROM {}")
+_TOTALS = sql.SQL("SELECT count(*), coalesce(sum({recent}), 0), coalesce(sum(n), 0),"
+                  " (SELECT coalesce(sum(n), 0) FROM {staging}) FROM {prod}")
+# The bits set in a bigint, in SQL every version has (bit_count is PostgreSQL 14's).
+_ONES = sql.SQL("length(replace(recent::bit(64)::text, '0', ''))")
 # Prod's summary is read into a spool while staging computes its own, so that both servers scan
 # at once; held in memory up to this size, in a temporary file beyond it.
 SPOOL_MEMORY = 32 * 2**20
@@ -256,20 +286,29 @@ def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ident
     of ranges and staging's row count on `ranges`."""
     prod_name, staging_name = names
     copy_out = sql.SQL("COPY ({}) TO STDOUT").format(
-        _SUMMARY.format(b=ranges.of(), h=prod.hash, recent=prod.recent, t=prod.table, where=prod.where))
+        _SUMMARY.format(b=ranges.of(), h=prod.hash, recent=_recent(ranges, prod), t=prod.table, where=prod.where))
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
         with room_for(ranges.groups, link.source, link.target, sort=False), reading_prod(link, [(copy_out, spool)]), \
                 link.target.cursor() as cur:
             cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
-                b=ranges.of("s"), h=staging.hash, recent=staging.recent,
+                b=ranges.of("s"), h=staging.hash, recent=_recent(ranges, staging),
                 t=sql.SQL("{} s").format(staging.table), where=staging.where)))
         spool.seek(0)
         with link.target.cursor() as cur:
             cur.execute(_SUMMARY_TABLE.format(prod_name))
             cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(prod_name).as_string(link.target), spool)
-            cur.execute(_TOTALS.format(staging_name, prod_name))
+            cur.execute(_TOTALS.format(recent=_ONES if ranges.exact else sql.SQL("recent"), staging=staging_name,
+                                       prod=prod_name))
             ranges.count, n_recent, total, ranges.target_rows = cur.fetchone()
     return int(n_recent), int(total)
+
+
+def _recent(ranges: Ranges, side: Side) -> sql.Composable:
+    """The summary's `recent`: a count, or in exact ranges the recent keys' bits (the filter, a
+    function of xmin, costs as much as the rest of the row's work: evaluated once)."""
+    if ranges.exact:
+        return _RECENT_BITS.format(side.hash, side.recent)
+    return _RECENT_COUNT.format(side.recent)
 
 
 @contextlib.contextmanager
