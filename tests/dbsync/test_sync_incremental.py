@@ -286,7 +286,8 @@ def test_exact_key_sets_at_the_edges_of_the_integers(make_db, monkeypatch):
     changed — and a table whose keys are too sparse for bitmaps keeps the hashed ranges."""
     monkeypatch.setattr(ranges, "EXACT_DENSITY", 0.0)  # any span: the extremes are 2^64 apart
     prod, staging = make_db("edgesprod"), make_db("edgesstaging")
-    edges = "-9223372036854775808, -65, -64, -63, -1, 0, 1, 62, 63, 64, 127, 128, 9223372036854775806, 9223372036854775807"
+    edges = ("-9223372036854775808, -65, -64, -63, -1, 0, 1, 62, 63, 64, 127, 128,"
+             " 9223372036854775806, 9223372036854775807")
     for db in (prod, staging):
         execute(db, "CREATE TABLE edges (id bigint PRIMARY KEY, note text)",
                 "CREATE TABLE small (id smallint PRIMARY KEY, note text)")
@@ -296,7 +297,8 @@ def test_exact_key_sets_at_the_edges_of_the_integers(make_db, monkeypatch):
             "INSERT INTO small VALUES (32767, 'top')")
     sync_databases(prod, staging)
     execute(prod, "UPDATE edges SET note = 'changed' WHERE id IN (-9223372036854775808, 63, 9223372036854775807)",
-            "DELETE FROM edges WHERE id IN (-64, 0, 9223372036854775806)", "INSERT INTO edges VALUES (-2, 'new'), (65, 'new')",
+            "DELETE FROM edges WHERE id IN (-64, 0, 9223372036854775806)",
+            "INSERT INTO edges VALUES (-2, 'new'), (65, 'new')",
             "UPDATE small SET note = 'changed' WHERE id % 50 = 0", "DELETE FROM small WHERE id = 32767")
     execute(staging, "INSERT INTO edges VALUES (65, 'staging took it'), (-3, 'staging only')",
             "DELETE FROM edges WHERE id = 63", "UPDATE edges SET note = 'staging edit' WHERE id = -65",
