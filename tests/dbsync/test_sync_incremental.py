@@ -314,3 +314,74 @@ def test_exact_key_sets_at_the_edges_of_the_integers(make_db, monkeypatch):
     edges_row = next(t for t in result["tables"] if t["table"] == "public.edges")
     assert edges_row["mode"] == "delta" and "key_ranges_exact" not in edges_row  # ~1,000 keys over 2^64: hashed
     assert everything(staging) == everything(prod)
+
+
+def test_prod_rows_written_in_few_ranges_are_read_through_the_index(make_db, monkeypatch):
+    """A composite key's table with a few rows written since the last sync: they are read from
+    the ranges prod's summary counts them in, not by scanning the table again; none written, no
+    read at all."""
+    prod, staging = make_db("fewprod"), make_db("fewstaging")
+    for db in (prod, staging):
+        execute(db, "CREATE TABLE pairs (a int, b int, note text, PRIMARY KEY (a, b))")
+    execute(prod, "INSERT INTO pairs SELECT g / 3, g % 3, 'p' FROM generate_series(0, 29999) g", "ANALYZE pairs")
+    sync_databases(prod, staging)
+    restricted = []
+    real = ranges.recent_only
+    monkeypatch.setattr(ranges, "recent_only", lambda *a: restricted.append(real(*a)) or restricted[-1])
+    execute(prod, "UPDATE pairs SET note = 'changed' WHERE a IN (17, 5000) AND b = 1",
+            "INSERT INTO pairs VALUES (9999, 7, 'new')", "DELETE FROM pairs WHERE a = 42")
+    result = sync_databases(prod, staging, incremental=True)
+    assert result["tables"][0]["mode"] == "delta" and "key_ranges_exact" not in result["tables"][0]
+    assert len(restricted) == 1 and "BETWEEN" in restricted[0].as_string(psycopg2.connect(prod))
+    assert everything(staging) == everything(prod)
+    execute(prod, "DELETE FROM pairs WHERE a = 43")  # nothing written: no read of prod's rows
+    sync_databases(prod, staging, incremental=True)
+    assert len(restricted) == 1 and everything(staging) == everything(prod)
+
+
+def _prod_sessions(prod: str) -> int:
+    conn = psycopg2.connect(prod)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["done", "failed part-way"])
+def test_prods_summaries_read_ahead_end_with_the_run(make_db, monkeypatch, fails):
+    """A second prod session in the sync's snapshot reads the summaries ahead; it is gone when
+    the sync ends, and when it fails part-way (the target then unchanged)."""
+    from dbsync.sync import ahead
+
+    prod = make_prod(make_db, 0.004)
+    full, inc = staging_of(make_db, prod), staging_of(make_db, prod)
+    opened = []
+    real = ahead._second_session
+    monkeypatch.setattr(ahead, "_second_session", lambda *a: opened.append(real(*a)) or opened[-1])
+    if fails:
+        before = everything(inc)
+        execute(prod, *PROD_CHANGES)
+        calls = []
+        monkeypatch.setattr(delta, "fetch_changed", lambda *a: calls.append(1) if len(calls) < 2 else 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            sync_databases(prod, inc, rules=load_rules(RULES), masking_key=KEY, incremental=True)
+        assert everything(inc) == before
+    else:
+        night(prod, full, inc, PROD_CHANGES, STAGING_WRITES)
+    assert opened and opened[0] is not None and opened[0].closed
+    assert _prod_sessions(prod) == 0
+
+
+def test_without_a_second_prod_session_each_summary_is_read_in_turn(make_db, monkeypatch):
+    from dbsync.sync import ahead
+
+    monkeypatch.setattr(ahead, "_second_session", lambda *a: None)
+    prod = make_prod(make_db, 0.004)
+    full, inc = staging_of(make_db, prod), staging_of(make_db, prod)
+    result = night(prod, full, inc, PROD_CHANGES, STAGING_WRITES)
+    assert {t["table"]: t["found"] for t in result["tables"] if t["mode"] == "delta"}["public.books"] == \
+        "since the last sync"

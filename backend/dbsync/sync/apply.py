@@ -22,8 +22,10 @@ _REMOVE_GONE = sql.SQL("DELETE FROM {t} AS t USING {gone} g WHERE {match}")
 
 
 def _upsert_statements(unit: Unit, key: tuple[str, ...], i: int) -> tuple[sql.Composable | None, sql.Composable]:
-    """(the UPDATE of changed rows or None when only key columns travel, the INSERT of new ones)."""
+    """(the UPDATE of changed rows or None when only key columns travel, the INSERT of new ones:
+    from the rows fetched apart, where the keys staging lacked were known — dbsync.sync.keysets)."""
     rows, key_match = temp_table("rows", i), match_keys(key, "t", "r")
+    added = temp_table("added", i) if unit.compared is not None and unit.compared.added is not None else rows
     others = [c for c in unit.columns if c not in key]
     match = key_match
     if others and all(HASHABLE.match(unit.target.columns[c].type) for c in others):
@@ -36,7 +38,7 @@ def _upsert_statements(unit: Unit, key: tuple[str, ...], i: int) -> tuple[sql.Co
         values=sql.SQL(", ").join(sql.Identifier("r", c) for c in others), rows=rows, match=match) if others else None
     add = _ADD_NEW.format(
         t=unit.target.ident, cols=sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
-        values=sql.SQL(", ").join(sql.Identifier("r", c) for c in unit.columns), rows=rows,
+        values=sql.SQL(", ").join(sql.Identifier("r", c) for c in unit.columns), rows=added,
         only_t=only_from(unit.target), match=key_match)
     return rewrite, add
 

@@ -65,6 +65,7 @@ class Delta:
     key: tuple[str, ...] = ()  # the primary key rows are matched by
     slot: int = 0  # the number in its temporary tables' names (_dbsync_rows_<slot>, …)
     wanted: list[tuple] | None = None  # the keys to fetch, when not in _dbsync_changed_<slot> (keysets)
+    added: list[tuple] | None = None  # keys staging lacks, fetched into _dbsync_added_<slot> (keysets)
 
     @property
     def target_rows(self) -> int | None:
@@ -163,20 +164,24 @@ def _copy_format(unit: Unit) -> sql.Composable:
     return sql.SQL(" WITH (FORMAT binary)") if unit.binary else sql.SQL("")
 
 
-def _rows_out(unit: Unit, *conditions: sql.Composable) -> sql.Composed:
-    """The source's COPY of whole rows as the copy would send them (masked), those matching."""
+_NOTHING = sql.SQL("")
+
+
+def _rows_out(unit: Unit, condition: sql.Composable, join: sql.Composable = _NOTHING) -> sql.Composed:
+    """The source's COPY of whole rows as the copy would send them (masked), those matching
+    (within `join`, a restriction to some key ranges)."""
     items = [sql.SQL("{} AS {}").format(e, sql.Identifier(c))
              for e, c in zip(_source_items(unit), unit.columns, strict=True)]
-    return sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(
-        sql.SQL(", ").join(items), only_from(unit.source), _source_where(unit, *conditions), _copy_format(unit))
+    return sql.SQL("COPY (SELECT {} FROM {}{}{}) TO STDOUT{}").format(
+        sql.SQL(", ").join(items), only_from(unit.source), join, _source_where(unit, condition), _copy_format(unit))
 
 
 def _into(table: sql.Identifier, unit: Unit, *, binary: bool) -> sql.Composed:
     return sql.SQL("COPY {} FROM STDIN{}").format(table, _copy_format(unit) if binary else sql.SQL(""))
 
 
-def _create_rows(cur, unit: Unit, i: int) -> None:
-    cur.execute(_EMPTY_LIKE.format(temp_table("rows", i), sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
+def _create_rows(cur, unit: Unit, i: int, name: str = "rows") -> None:
+    cur.execute(_EMPTY_LIKE.format(temp_table(name, i), sql.SQL(", ").join(sql.Identifier(c) for c in unit.columns),
                                     only_from(unit.target)))
 
 
@@ -296,29 +301,58 @@ def _prefixed(key: tuple[str, ...], alias: str, prefix: str, *, to_plain: bool =
         else sql.SQL("{} AS {}").format(sql.Identifier(alias, k), sql.Identifier(prefix + k)) for k in key)
 
 
-def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last) -> Delta:
-    """What differs, from what the last sync saw (dbsync.sync.record): for a key of one integer
-    column, read off exact key sets (dbsync.sync.keysets); otherwise prod's recent rows into
-    `_dbsync_rows_i`, the other keys to fetch into `_dbsync_changed_i` — where the key allows,
-    comparing only the key ranges whose summaries differ (dbsync.sync.ranges). Vanished keys go
-    into `_dbsync_gone_i`; no row is digested."""
-    from dbsync.sync.record import recent_source_filter, recent_target_filter
+@dataclass
+class Look:
+    """What prod tells of a table before staging is read, since the last sync: its sample, how
+    its key is cut, and prod's side of the summary (where it is cut). Taken for every table
+    first, so that prod's summaries can be read ahead (dbsync.sync.ahead)."""
+
+    sample: Sample
+    seconds: float
+    cut: ranges.Ranges | None = None
+    prod: ranges.Side | None = None
+
+    @property
+    def rewritten(self) -> bool:
+        """Mostly rewritten since the last sync, by the sample: a full copy at once."""
+        return self.sample.recent > AUTO_FULL_FRACTION * max(1, self.sample.rows)
+
+
+def look(link: Link, unit: Unit, key: tuple[str, ...], last) -> Look:
+    from dbsync.sync.record import recent_source_filter
 
     began = time.perf_counter()
     recent, source = recent_source_filter(last), only_from(unit.source)
-    fast = fast_digest(link, unit, key)
     seen = recent_sample(link, unit, recent)
     if seen.recent > AUTO_FULL_FRACTION * max(1, seen.rows):
-        return Delta(seen.rows, seen.recent, 0, time.perf_counter() - began, sampled=True)
+        return Look(seen, time.perf_counter() - began)
     cut = ranges.plan_ranges(link, unit, key, from_=source, exact=True)
+    if cut is None:
+        return Look(seen, time.perf_counter() - began)
+    hashed = cut.bit() if cut.exact else ranges.key_hash(unit, key, fast_digest(link, unit, key))
+    return Look(seen, time.perf_counter() - began, cut, ranges.Side(source, _source_where(unit), hashed, recent))
+
+
+def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last, seen: Look, read_ahead=None) -> Delta:
+    """What differs, from what the last sync saw (dbsync.sync.record) and prod's first look at
+    the table (`look`): for a key of one integer column, read off exact key sets
+    (dbsync.sync.keysets); otherwise prod's recent rows into `_dbsync_rows_i`, the other keys to
+    fetch into `_dbsync_changed_i` — where the key allows, comparing only the key ranges whose
+    summaries differ (dbsync.sync.ranges). Vanished keys go into `_dbsync_gone_i`; no row is
+    digested. `read_ahead`: prod's summary, read ahead (ranges.summarise)."""
+    from dbsync.sync.record import recent_source_filter, recent_target_filter
+
+    began = time.perf_counter() - seen.seconds
+    if seen.rewritten:
+        return Delta(seen.sample.rows, seen.sample.recent, 0, time.perf_counter() - began, sampled=True)
+    recent, source, cut = recent_source_filter(last), only_from(unit.source), seen.cut
+    fast = fast_digest(link, unit, key)
     summaries = (temp_table("summary", i), temp_table("staged_summary", i))
     if cut:
-        hashes = ((cut.bit(), cut.bit("s")) if cut.exact
-                  else (ranges.key_hash(unit, key, fast), ranges.key_hash(unit, key, fast, "s")))
-        n_recent, total = ranges.summarise(
-            link, cut, summaries, ranges.Side(source, _source_where(unit), hashes[0], recent),
-            ranges.Side(only_from(unit.target), sql.SQL(""), hashes[1],
-                        recent_target_filter(last, sql.Identifier("s", "xmin"))))
+        staged = ranges.Side(only_from(unit.target), sql.SQL(""),
+                             cut.bit("s") if cut.exact else ranges.key_hash(unit, key, fast, "s"),
+                             recent_target_filter(last, sql.Identifier("s", "xmin")))
+        n_recent, total = ranges.summarise(link, cut, summaries, seen.prod, staged, read_ahead)
     else:
         n_recent, total = recent_share(link, unit, recent)
     if n_recent > AUTO_FULL_FRACTION * max(1, total):
@@ -330,8 +364,13 @@ def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last) -> D
     with link.target.cursor() as cur:
         cur.execute(_EMPTY_LIKE.format(pk, key_list(key), only_from(unit.target)))
         _create_rows(cur, unit, i)
-    fetched = stream_copy(link.source, link.target, _rows_out(unit, recent), _into(rows, unit, binary=True),
-                          binary=unit.binary, stop_at=stop_at).target_rows
+    fetched = 0
+    if n_recent:
+        # The table's xmin, named in full: a join to key ranges has columns of its own.
+        written = recent_source_filter(last, sql.SQL("{}.xmin").format(unit.source.ident))
+        within = ranges.recent_only(link, cut, summaries[0], temp_table("recent_ranges", i))
+        fetched = stream_copy(link.source, link.target, _rows_out(unit, written, within),
+                              _into(rows, unit, binary=True), binary=unit.binary, stop_at=stop_at).target_rows
     differing = temp_table("ranges", i)
     if cut:
         ranges.find_differing(link, cut, summaries, differing, ranges.Fetched(
@@ -366,22 +405,30 @@ def _from_key_sets(link: Link, unit: Unit, key: tuple[str, ...], i: int, cut: ra
         cur.execute(_EMPTY_LIKE.format(gone, key_list(key), only_from(unit.target)))
     found = keysets.differences(link, cut, summaries, gone, limit=MAX_DELTA_KEYS)
     return Delta(total, found.n_fetch, found.n_gone, time.perf_counter() - began, ranges=cut, key=key, slot=i,
-                 wanted=[(k,) for k in found.fetch])
+                 wanted=[(k,) for k in found.others], added=[(k,) for k in found.new])
 
 
-def fetch_changed(link: Link, unit: Unit, key: tuple[str, ...], i: int, wanted: list[tuple] | None = None) -> int:
+def fetch_changed(link: Link, unit: Unit, key: tuple[str, ...], i: int, found: Delta) -> int:
     """Prod's version of every new or changed row, by key, into `_dbsync_rows_i` on staging: the
-    keys `wanted` (as key_texts reads them), or those in `_dbsync_changed_i`."""
-    rows = temp_table("rows", i)
+    keys `found.wanted` (as key_texts reads them), or those in `_dbsync_changed_i`; where the
+    keys staging lacks are known apart (`found.added`), their rows into `_dbsync_added_i`."""
     with link.target.cursor() as cur:
+        wanted = found.wanted
         if wanted is None:
             cur.execute(sql.SQL("SELECT {} FROM {}").format(key_texts(key), temp_table("changed", i)))
             wanted = cur.fetchall()
         _create_rows(cur, unit, i)
+        if found.added is not None:
+            _create_rows(cur, unit, i, "added")
+    return sum(_fetch(link, unit, key, keys, temp_table(name, i))
+               for keys, name in ((wanted, "rows"), (found.added or [], "added")))
+
+
+def _fetch(link: Link, unit: Unit, key: tuple[str, ...], wanted: list[tuple], into: sql.Identifier) -> int:
     if not wanted:
         return 0
     return stream_copy(link.source, link.target, _rows_out(unit, keys_in(key, wanted)),
-                       _into(rows, unit, binary=True), binary=unit.binary, stop_at=link.copy_deadline()).target_rows
+                       _into(into, unit, binary=True), binary=unit.binary, stop_at=link.copy_deadline()).target_rows
 
 
 def key_texts(key: tuple[str, ...]) -> sql.Composable:

@@ -7,6 +7,8 @@ the bitmaps are the key sets themselves, not a hash of them. So, range by range:
 - keys only prod has, and keys prod wrote since the last sync, are fetched from prod;
 - keys staging wrote since the last sync that prod has too are fetched again (prod's version);
 - keys only staging has are deleted.
+The rows of keys only prod has are fetched apart from the others: the apply inserts them without
+first looking for every fetched key in staging's index.
 No key is sent by either side and no row is scanned twice: prod's recent rows are fetched by key,
 through the key's index, like every other row to fetch.
 """
@@ -33,10 +35,12 @@ _BATCH = 10_000
 
 @dataclass
 class Differences:
-    """Keys to fetch from prod (up to a limit; past it only counted), how many, and how many
-    keys only staging has (written to a temporary table as they are found)."""
+    """Keys to fetch from prod, as text (for delta.keys_in): those staging lacks (`new`) and
+    the others; past a limit only counted. How many to fetch, and how many only staging has
+    (written to a temporary table as they are found)."""
 
-    fetch: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
     n_fetch: int = 0
     n_gone: int = 0
 
@@ -44,23 +48,24 @@ class Differences:
 def differences(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier], gone: sql.Identifier,
                 *, limit: int) -> Differences:
     """The keys that differ, from the summaries in `names` (prod's, staging's) on staging: those
-    to fetch, as text (for delta.keys_in), at most `limit` of them (more, and the table is copied
-    in full: only counted); those to delete, into the table `gone`. Sets `ranges.differing`."""
+    to fetch, at most `limit` of them (more, and the table is copied in full: only counted);
+    those only staging has into the table `gone`. Sets `ranges.differing`."""
     found, pending = Differences(), []
-    with link.target.cursor(name="dbsync_key_sets") as cur, link.target.cursor() as out:
+    with link.target.cursor(name="dbsync_key_sets") as cur, link.target.cursor() as writer:
         cur.itersize = _BATCH
         cur.execute(_DIFFERING.format(prod=names[0], staging=names[1]))
         for b, prod, staging, prod_recent, staging_recent in cur:
             prod, staging, base = prod & _WORD, staging & _WORD, b << EXACT_SHIFT
-            fetch = (prod & ~staging) | (prod_recent & _WORD) | (staging_recent & prod)
-            found.n_fetch += fetch.bit_count()
+            new, others = prod & ~staging, ((prod_recent & _WORD) | (staging_recent & prod)) & staging
+            found.n_fetch += new.bit_count() + others.bit_count()
             if found.n_fetch <= limit:
-                found.fetch.extend(str(base + i) for i in _ones(fetch))
+                found.new.extend(str(base + i) for i in _ones(new))
+                found.others.extend(str(base + i) for i in _ones(others))
             pending.extend(base + i for i in _ones(staging & ~prod))
             ranges.differing += 1
             if len(pending) >= _BATCH:
-                found.n_gone += _write(out, gone, pending)
-        found.n_gone += _write(out, gone, pending)
+                found.n_gone += _write(writer, gone, pending)
+        found.n_gone += _write(writer, gone, pending)
     return found
 
 

@@ -25,10 +25,14 @@ from dbsync.masking import immutable, subset
 from dbsync.results import MaskingReport, TableCopied, TablePlanned
 from dbsync.sequences import reset_sequences
 from dbsync.sessions import open_session
-from dbsync.sync import apply, budget, delta, drift, guards, record, setaside, staging_only, validate
+from dbsync.sync import ahead, apply, budget, delta, drift, guards, ranges, record, setaside, staging_only, validate
 from dbsync.sync.copy import CopyResult, stream_copy
 from dbsync.sync.run import Phase, SyncRun
 from dbsync.sync.units import plan_units
+
+# Every transaction of a source session read-only from its first statement, not only the
+# snapshot's: nothing a fragment could do after a COMMIT may write to prod.
+READ_ONLY = "-c default_transaction_read_only=on"
 
 
 def connect(run: SyncRun) -> None:
@@ -36,10 +40,8 @@ def connect(run: SyncRun) -> None:
     same database twice; one sync per target at a time."""
     run.target = open_session(run.target_endpoint, "target", lock_timeout=run.options.lock_timeout)
     safety.check_target_allowed(run.target, run.options.allowlist)
-    # Every transaction of the source session read-only from its first statement, not only the
-    # snapshot's: nothing a fragment could do after a COMMIT may write to prod.
     key = run.options.masking_key
-    options = " ".join(filter(None, ("-c default_transaction_read_only=on", key and key.startup_options())))
+    options = " ".join(filter(None, (READ_ONLY, key and key.startup_options())))
     run.source = open_session(run.source_endpoint, "source", options=options, lock_timeout=run.options.lock_timeout)
     # One snapshot for every table; READ ONLY makes the server itself refuse any write.
     run.source.set_session(isolation_level="REPEATABLE READ", readonly=True)
@@ -167,17 +169,25 @@ def incremental(run: SyncRun) -> None:
             cur.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(unit.target.ident))
     run.set_aside.triggers += setaside.disable_user_triggers(run.target, [u.target.oid for u, _ in candidates])
     state = record.read_state(run.source, run.target)
-    for i, (unit, key) in enumerate(candidates):
-        run.doing = f"comparing {unit.label}"
-        run.check_budget()
-        last = state.get(unit.label)
-        if last is not None and last.fingerprint == record.fingerprint(run.source, unit, run.options.masking_key):
-            unit.compared = _decide(unit, delta.diff_recent(run.link, unit, key, i, last), "since the last sync")
-        else:
-            unit.compared = _choose(run, unit, key, i)
-        if unit.mode == "delta":
-            run.doing = f"reading the changed rows of {unit.label}"
-            delta.fetch_changed(run.link, unit, key, i, unit.compared.wanted)
+    known = {i: last for i, (unit, _) in enumerate(candidates) if (last := state.get(unit.label)) is not None
+             and last.fingerprint == record.fingerprint(run.source, unit, run.options.masking_key)}
+    run.doing = "sampling prod's tables"
+    looks = {i: delta.look(run.link, unit, key, known[i]) for i, (unit, key) in enumerate(candidates) if i in known}
+    jobs = {i: ahead.Job(ranges.prod_copy(seen.cut, seen.prod), seen.cut.groups)
+            for i, seen in looks.items() if seen.prod is not None}
+    with ahead.reading_ahead(run.source, run.source_endpoint, READ_ONLY, run.options.lock_timeout, jobs) as reader:
+        for i, (unit, key) in enumerate(candidates):
+            run.doing = f"comparing {unit.label}"
+            run.check_budget()
+            if i in known:
+                read = (lambda i=i: reader.take(i, run.link.copy_deadline())) if reader and i in jobs else None
+                found = delta.diff_recent(run.link, unit, key, i, known[i], looks[i], read)
+                unit.compared = _decide(unit, found, "since the last sync")
+            else:
+                unit.compared = _choose(run, unit, key, i)
+            if unit.mode == "delta":
+                run.doing = f"reading the changed rows of {unit.label}"
+                delta.fetch_changed(run.link, unit, key, i, unit.compared)
 
 
 def _choose(run: SyncRun, unit, key, i) -> delta.Delta | None:

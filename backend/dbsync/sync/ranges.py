@@ -280,26 +280,42 @@ class Side:
 
 
 def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier], prod: Side,
-              staging: Side) -> tuple[int, int]:
+              staging: Side, read_ahead=None) -> tuple[int, int]:
     """Both summaries into temporary tables on staging (`names`: prod's, staging's), computed
     by the two servers at the same time; returns prod's (recent rows, rows) and keeps the number
-    of ranges and staging's row count on `ranges`."""
-    prod_name, staging_name = names
-    copy_out = sql.SQL("COPY ({}) TO STDOUT").format(
-        _SUMMARY.format(b=ranges.of(), h=prod.hash, recent=_recent(ranges, prod), t=prod.table, where=prod.where))
+    of ranges and staging's row count on `ranges`. `read_ahead`: where prod's summary is read
+    ahead (dbsync.sync.ahead), what gives its spool once read."""
+    staged = MATERIALISED.format(names[1], _SUMMARY.format(
+        b=ranges.of("s"), h=staging.hash, recent=_recent(ranges, staging),
+        t=sql.SQL("{} s").format(staging.table), where=staging.where))
+    if read_ahead is not None:
+        with room_for(ranges.groups, link.target, sort=False), link.target.cursor() as cur:
+            cur.execute(staged)
+        with read_ahead() as spool:
+            return _load(link, ranges, names, spool)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
-        with room_for(ranges.groups, link.source, link.target, sort=False), reading_prod(link, [(copy_out, spool)]), \
-                link.target.cursor() as cur:
-            cur.execute(MATERIALISED.format(staging_name, _SUMMARY.format(
-                b=ranges.of("s"), h=staging.hash, recent=_recent(ranges, staging),
-                t=sql.SQL("{} s").format(staging.table), where=staging.where)))
+        with room_for(ranges.groups, link.source, link.target, sort=False), \
+                reading_prod(link, [(prod_copy(ranges, prod), spool)]), link.target.cursor() as cur:
+            cur.execute(staged)
         spool.seek(0)
-        with link.target.cursor() as cur:
-            cur.execute(_SUMMARY_TABLE.format(prod_name))
-            cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(prod_name).as_string(link.target), spool)
-            cur.execute(_TOTALS.format(recent=_ONES if ranges.exact else sql.SQL("recent"), staging=staging_name,
-                                       prod=prod_name))
-            ranges.count, n_recent, total, ranges.target_rows = cur.fetchone()
+        return _load(link, ranges, names, spool)
+
+
+def prod_copy(ranges: Ranges, prod: Side) -> sql.Composed:
+    """Prod's summary, as a COPY to its client."""
+    return sql.SQL("COPY ({}) TO STDOUT").format(
+        _SUMMARY.format(b=ranges.of(), h=prod.hash, recent=_recent(ranges, prod), t=prod.table, where=prod.where))
+
+
+def _load(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier], spool) -> tuple[int, int]:
+    """Prod's summary from its spool into its table on staging; the totals of both."""
+    prod_name, staging_name = names
+    with link.target.cursor() as cur:
+        cur.execute(_SUMMARY_TABLE.format(prod_name))
+        cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(prod_name).as_string(link.target), spool)
+        cur.execute(_TOTALS.format(recent=_ONES if ranges.exact else sql.SQL("recent"), staging=staging_name,
+                                   prod=prod_name))
+        ranges.count, n_recent, total, ranges.target_rows = cur.fetchone()
     return int(n_recent), int(total)
 
 
@@ -381,6 +397,23 @@ def find_differing(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.
         cur.execute(_DIFFERING.format(out=out, shift=sql.Literal(ranges.shift), mask=sql.Literal(2**ranges.shift - 1),
                                       prod=names[0], staging=names[1], **parts))
         ranges.differing = cur.rowcount
+
+
+# Prod's recent rows are read through the key's index, range by range, when they lie in at most
+# this share of the ranges; beyond it, in one scan of the table.
+RECENT_RANGE_SHARE = 0.02
+
+
+def recent_only(link: Link, ranges: Ranges | None, summary: sql.Identifier, out: sql.Identifier) -> sql.Composable:
+    """A JOIN that keeps prod's rows in the ranges its summary (on staging) counts recent rows in,
+    where those are few (the table is not scanned again for a few rows); otherwise nothing."""
+    if ranges is None:
+        return sql.SQL("")
+    with link.target.cursor() as cur:
+        cur.execute(MATERIALISED.format(out, sql.SQL("SELECT b FROM {} WHERE recent > 0").format(summary)))
+        if cur.rowcount > RECENT_RANGE_SHARE * ranges.count:
+            return sql.SQL("")
+    return _source_restriction(link, ranges, out)
 
 
 def restrictions(link: Link, ranges: Ranges | None, out: sql.Identifier,

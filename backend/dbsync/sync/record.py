@@ -161,9 +161,13 @@ def _xid32(xid8: int) -> sql.Composable:
     return sql.SQL("{}::xid").format(sql.Literal(str(xid8 % 2**32)))
 
 
-def recent_source_filter(last: LastSync) -> sql.Composable:
-    """Prod rows written by a transaction at or after the recorded snapshot's xmin."""
-    return sql.SQL("age(xmin) <= age({})").format(_xid32(last.source_xmin))
+_XMIN = sql.SQL("xmin")
+
+
+def recent_source_filter(last: LastSync, xmin: sql.Composable = _XMIN) -> sql.Composable:
+    """Prod rows (`xmin` their xmin) written by a transaction at or after the recorded snapshot's
+    xmin."""
+    return sql.SQL("age({}) <= age({})").format(xmin, _xid32(last.source_xmin))
 
 
 def recent_target_filter(last: LastSync, xmin: sql.Composable) -> sql.Composable:

@@ -1,0 +1,140 @@
+"""Prod's summaries read ahead: a second session on prod, in the sync's own snapshot, summarises
+table after table while staging is still busy with the tables before.
+
+Comparing a table since the last sync needs one scan of it on each side (dbsync.sync.ranges), and
+prod's was the longer: with one session, staging waited for it, then prod waited while staging
+compared and fetched. The second session imports the sync's snapshot (`pg_export_snapshot`, then
+`SET TRANSACTION SNAPSHOT`, as pg_dump -j does), so what it reads is what the sync reads. It runs
+at most two tables ahead (each summary waits in a spool, in memory up to 32 MB), and it ends with
+the comparison, whatever ends it: cancelled and closed on the way out of `reading_ahead`. Where a
+second session cannot be had, each summary is read in its turn, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psycopg2
+from psycopg2 import sql
+
+from dbsync.errors import DbSyncError
+from dbsync.sessions import abandon, close, open_session
+from dbsync.sync.budget import BudgetExceeded
+from dbsync.sync.copy import SourceCopyError
+from dbsync.sync.ranges import SPOOL_MEMORY, room_for
+
+# Summaries read ahead of the one staging is comparing: each waits in a spool meanwhile.
+AHEAD = 2
+
+
+@dataclass
+class Job:
+    """One table's summary: prod's COPY of it, and how many ranges it has (for work_mem)."""
+
+    copy_out: sql.Composable
+    groups: int
+    done: threading.Event = field(default_factory=threading.Event)
+    spool: object = None
+    error: BaseException | None = None
+    taken: bool = False  # its spool handed over (whoever took it closes it)
+
+
+class Ahead:
+    """The jobs by slot, worked through in order by a thread on the second session."""
+
+    def __init__(self, session, jobs: dict[int, Job]):
+        self.session, self.jobs = session, jobs
+        self._room = threading.Semaphore(AHEAD)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._work, name="dbsync-ahead", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        for job in self.jobs.values():
+            self._room.acquire()
+            if self._stopping:
+                return
+            job.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+            try:
+                with room_for(job.groups, self.session, sort=False), self.session.cursor() as cur:
+                    cur.copy_expert(job.copy_out.as_string(self.session), job.spool)
+            except BaseException as exc:  # noqa: BLE001 - raised where the summary is awaited
+                job.error = exc
+            job.done.set()
+            if job.error is not None:
+                return
+
+    def take(self, slot: int, stop_at: float | None):
+        """Prod's summary of `slot`, a spool at its start, once read (within the budget); the
+        caller closes it. Raises what reading it raised."""
+        job = self.jobs[slot]
+        while not job.done.wait(timeout=0.2):
+            if stop_at is not None and time.perf_counter() >= stop_at:
+                raise BudgetExceeded("the comparison ran out of its time budget")
+            if not self._thread.is_alive() and not job.done.is_set():
+                raise SourceCopyError(RuntimeError("prod's summaries stopped before this table's"))
+        self._room.release()
+        job.taken = True
+        if job.error is not None:
+            raise SourceCopyError(job.error)
+        job.spool.seek(0)
+        return job.spool
+
+    def stop(self, *, failed: bool) -> None:
+        """Ends the thread and the session: cancelled first if still reading (or on failure)."""
+        self._stopping = True
+        self._room.release(AHEAD + len(self.jobs))
+        if self._thread.is_alive():
+            self.session.cancel()
+        self._thread.join(timeout=30)
+        for job in self.jobs.values():
+            if job.spool is not None and not job.taken:
+                job.spool.close()
+        if failed:
+            abandon(self.session)  # rolled back first: a session in a failed statement may hang on close
+        close(self.session)
+
+
+@contextlib.contextmanager
+def reading_ahead(source, endpoint, options: str | None, lock_timeout: str, jobs: dict[int, Job]):
+    """An Ahead working through `jobs` on a second session in `source`'s snapshot, or None when
+    there is nothing to read ahead or no second session to be had; stopped on leaving."""
+    session = _second_session(source, endpoint, options, lock_timeout) if len(jobs) > 1 else None
+    if session is None:
+        yield None
+        return
+    ahead = Ahead(session, jobs)
+    try:
+        yield ahead
+    except BaseException:
+        ahead.stop(failed=True)
+        raise
+    ahead.stop(failed=False)
+
+
+def _second_session(source, endpoint, options: str | None, lock_timeout: str):
+    """A read-only session on prod in the sync's snapshot; None if one cannot be opened (too many
+    connections, a server that cannot export its snapshot): the summaries are then read in turn."""
+    session = None
+    try:
+        with source.cursor() as cur:
+            # A standby exports its snapshot from PostgreSQL 10 on; before, the call would fail
+            # the sync's own transaction.
+            cur.execute("SELECT pg_is_in_recovery()")
+            if cur.fetchone()[0] and source.info.server_version < 100000:
+                return None
+            cur.execute("SELECT pg_export_snapshot()")
+            snapshot = cur.fetchone()[0]
+        session = open_session(endpoint, "source", options=options, lock_timeout=lock_timeout)
+        session.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with session.cursor() as cur:
+            cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        return session
+    except (psycopg2.Error, OSError, DbSyncError):  # a second session is a speed-up, not a need
+        abandon(session)
+        close(session)
+        return None
