@@ -25,9 +25,10 @@ def locks_per_transaction_for(needed: int, capacity: int, per_transaction: int) 
     return math.ceil(needed * per_transaction / (capacity * LOCK_HEADROOM))
 
 
-def check_lock_budget(conn, table_oids: list[int], *, side: str, extra: int = 0) -> int:
+def check_lock_budget(conn, table_oids: list[int], *, side: str, extra: int = 0) -> float:
     """Refuse a sync whose one transaction would hold more locks than the `side`'s lock table allows
-    (sized by all the server's backends, dbsync.catalog.privileges.lock_table_entries)."""
+    (sized by all the server's backends, dbsync.catalog.privileges.lock_table_entries). Returns the
+    share of the allowance it needs."""
     with conn.cursor() as cur:
         needed = privileges.locks_needed(cur, table_oids, writing=side == "target") + extra
         capacity = privileges.lock_capacity(cur)
@@ -39,7 +40,7 @@ def check_lock_budget(conn, table_oids: list[int], *, side: str, extra: int = 0)
             f" sequences), more than its lock table holds: {how} = {capacity}; raise max_locks_per_transaction"
             f" on the {side} to at least {locks_per_transaction_for(needed, capacity, per_transaction)}"
             " (a restart is needed) or sync fewer tables with --table")
-    return needed
+    return needed / (capacity * LOCK_HEADROOM)
 
 
 # -- ownership ---------------------------------------------------------------------------------

@@ -111,7 +111,8 @@ def check_guards(run: SyncRun) -> None:
     guards.check_row_security(run.source, source_oids, side="source")
     guards.check_row_security(run.target, target_oids, side="target")
     guards.check_lock_budget(run.target, target_oids, side="target", extra=len(sequences))
-    guards.check_lock_budget(run.source, source_oids, side="source")
+    # A second prod session reading ahead (dbsync.sync.ahead) takes about as many again.
+    run.source_lock_share = guards.check_lock_budget(run.source, source_oids, side="source")
     # Staging's own rows that the sync would leave referencing nothing: counted in the snapshot.
     run.staging_refs = staging_only.references(run.target_catalog, run.units, run.drift.unwritten)
     staging_only.check(run.link, run.staging_refs, delete_orphans=run.options.delete_orphans)
@@ -175,6 +176,8 @@ def incremental(run: SyncRun) -> None:
     looks = {i: delta.look(run.link, unit, key, known[i]) for i, (unit, key) in enumerate(candidates) if i in known}
     jobs = {i: ahead.Job(ranges.prod_copy(seen.cut, seen.prod), seen.cut.groups)
             for i, seen in looks.items() if seen.prod is not None}
+    if run.source_lock_share > 0.5:  # prod's lock table could not hold the second session's too
+        jobs = {}
     with ahead.reading_ahead(run.source, run.source_endpoint, READ_ONLY, run.options.lock_timeout, jobs) as reader:
         for i, (unit, key) in enumerate(candidates):
             run.doing = f"comparing {unit.label}"

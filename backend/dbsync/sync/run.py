@@ -77,6 +77,7 @@ class SyncRun:
     doing: str = "starting"
     phase: str | None = None  # the name of the phase running (dbsync.sync.phases)
     source_bytes: int = 0  # on-disk size of the tables to copy (for the estimate)
+    source_lock_share: float = 1.0  # of prod's lock table allowance, what the sync's transaction needs
     copy_started: float | None = None
     copy_done: bool = False
     report: SyncReport = field(init=False)
