@@ -169,6 +169,10 @@ def incremental(run: SyncRun) -> None:
         for unit, _ in candidates:
             cur.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(unit.target.ident))
     run.set_aside.triggers += setaside.disable_user_triggers(run.target, [u.target.oid for u, _ in candidates])
+    # The largest tables first: prod's summaries, read ahead, then overlap the smaller tables' work.
+    with run.source.cursor() as cur:
+        rows = row_estimates(cur, [u.source.oid for u, _ in candidates])
+    candidates.sort(key=lambda c: -rows.get(c[0].source.oid, 0))
     state = record.read_state(run.source, run.target)
     known = {i: last for i, (unit, _) in enumerate(candidates) if (last := state.get(unit.label)) is not None
              and last.fingerprint == record.fingerprint(run.source, unit, run.options.masking_key)}
