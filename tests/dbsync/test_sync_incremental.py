@@ -339,8 +339,8 @@ def test_prod_rows_written_in_few_ranges_are_read_through_the_index(make_db, mon
     assert len(restricted) == 1 and everything(staging) == everything(prod)
 
 
-def _prod_sessions(prod: str) -> int:
-    conn = psycopg2.connect(prod)
+def _other_sessions(dsn: str) -> int:
+    conn = psycopg2.connect(dsn)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
@@ -352,16 +352,17 @@ def _prod_sessions(prod: str) -> int:
 
 
 @pytest.mark.parametrize("fails", [False, True], ids=["done", "failed part-way"])
-def test_prods_summaries_read_ahead_end_with_the_run(make_db, monkeypatch, fails):
-    """A second prod session in the sync's snapshot reads the summaries ahead; it is gone when
-    the sync ends, and when it fails part-way (the target then unchanged)."""
+def test_summaries_read_ahead_end_with_the_run(make_db, monkeypatch, fails):
+    """A second session on each server (prod's in the sync's snapshot) reads the summaries ahead;
+    both are gone when the sync ends, and when it fails part-way (the target then unchanged)."""
     from dbsync.sync import ahead
 
     prod = make_prod(make_db, 0.004)
     full, inc = staging_of(make_db, prod), staging_of(make_db, prod)
     opened = []
-    real = ahead._second_session
-    monkeypatch.setattr(ahead, "_second_session", lambda *a: opened.append(real(*a)) or opened[-1])
+    for name in ("prod_session", "staging_session"):
+        real = getattr(ahead, name)
+        monkeypatch.setattr(ahead, name, lambda *a, real=real: opened.append(real(*a)) or opened[-1])
     if fails:
         before = everything(inc)
         execute(prod, *PROD_CHANGES)
@@ -372,14 +373,15 @@ def test_prods_summaries_read_ahead_end_with_the_run(make_db, monkeypatch, fails
         assert everything(inc) == before
     else:
         night(prod, full, inc, PROD_CHANGES, STAGING_WRITES)
-    assert opened and opened[0] is not None and opened[0].closed
-    assert _prod_sessions(prod) == 0
+    assert len(opened) == 2 and all(session is not None and session.closed for session in opened)
+    assert _other_sessions(prod) == _other_sessions(inc) == 0
 
 
-def test_without_a_second_prod_session_each_summary_is_read_in_turn(make_db, monkeypatch):
+@pytest.mark.parametrize("missing", ["prod_session", "staging_session"])
+def test_without_a_second_session_each_summary_is_read_in_turn(make_db, monkeypatch, missing):
     from dbsync.sync import ahead
 
-    monkeypatch.setattr(ahead, "_second_session", lambda *a: None)
+    monkeypatch.setattr(ahead, missing, lambda *a: None)
     prod = make_prod(make_db, 0.004)
     full, inc = staging_of(make_db, prod), staging_of(make_db, prod)
     result = night(prod, full, inc, PROD_CHANGES, STAGING_WRITES)

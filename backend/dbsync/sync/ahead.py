@@ -1,13 +1,14 @@
-"""Prod's summaries read ahead: a second session on prod, in the sync's own snapshot, summarises
-table after table while staging is still busy with the tables before.
+"""The summaries read ahead: a second session on each server summarises table after table while
+the sync's own sessions are still comparing the tables before.
 
 Comparing a table since the last sync needs one scan of it on each side (dbsync.sync.ranges), and
 prod's was the longer: with one session, staging waited for it, then prod waited while staging
-compared and fetched. The second session imports the sync's snapshot (`pg_export_snapshot`, then
-`SET TRANSACTION SNAPSHOT`, as pg_dump -j does), so what it reads is what the sync reads. It runs
-at most two tables ahead (each summary waits in a spool, in memory up to 32 MB), and it ends with
-the comparison, whatever ends it: cancelled and closed on the way out of `reading_ahead`. Where a
-second session cannot be had, each summary is read in its turn, as before.
+compared and fetched. Prod's second session imports the sync's snapshot (`pg_export_snapshot`,
+then `SET TRANSACTION SNAPSHOT`, as pg_dump -j does), so what it reads is what the sync reads;
+staging's reads tables the sync holds in EXCLUSIVE mode and has not yet written (staging_session).
+Each runs at most two tables ahead (each summary waits in a spool, in memory up to 32 MB), and
+ends with the comparison, whatever ends it: cancelled and closed on the way out of
+`reading_ahead`. Where a second session cannot be had, each summary is read in its turn.
 """
 
 from __future__ import annotations
@@ -100,10 +101,11 @@ class Ahead:
 
 
 @contextlib.contextmanager
-def reading_ahead(source, endpoint, options: str | None, lock_timeout: str, jobs: dict[int, Job]):
-    """An Ahead working through `jobs` on a second session in `source`'s snapshot, or None when
-    there is nothing to read ahead or no second session to be had; stopped on leaving."""
-    session = _second_session(source, endpoint, options, lock_timeout) if len(jobs) > 1 else None
+def reading_ahead(opener, jobs: dict[int, Job]):
+    """An Ahead working through `jobs` on the session `opener()` opens (prod_session or
+    staging_session), or None when there is nothing to read ahead or no session to be had;
+    stopped on leaving."""
+    session = opener() if len(jobs) > 1 else None
     if session is None:
         yield None
         return
@@ -116,7 +118,7 @@ def reading_ahead(source, endpoint, options: str | None, lock_timeout: str, jobs
     ahead.stop(failed=False)
 
 
-def _second_session(source, endpoint, options: str | None, lock_timeout: str):
+def prod_session(source, endpoint, options: str | None, lock_timeout: str):
     """A read-only session on prod in the sync's snapshot; None if one cannot be opened (too many
     connections, a server that cannot export its snapshot): the summaries are then read in turn."""
     session = None
@@ -135,6 +137,22 @@ def _second_session(source, endpoint, options: str | None, lock_timeout: str):
             cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         return session
     except (psycopg2.Error, OSError, DbSyncError):  # a second session is a speed-up, not a need
+        abandon(session)
+        close(session)
+        return None
+
+
+def staging_session(endpoint, lock_timeout: str):
+    """A read-only session on staging, opened once the sync's session holds its tables in
+    EXCLUSIVE mode and before it writes any row: no writer can change them until the sync ends,
+    and the sync itself writes them only after the comparison, so this session reads what the
+    sync's own would. None if one cannot be opened."""
+    session = None
+    try:
+        session = open_session(endpoint, "target", lock_timeout=lock_timeout)
+        session.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        return session
+    except (psycopg2.Error, OSError, DbSyncError):
         abandon(session)
         close(session)
         return None

@@ -311,6 +311,7 @@ class Look:
     seconds: float
     cut: ranges.Ranges | None = None
     prod: ranges.Side | None = None
+    staging: ranges.Side | None = None  # staging's side of the summary, alias s
 
     @property
     def rewritten(self) -> bool:
@@ -319,7 +320,7 @@ class Look:
 
 
 def look(link: Link, unit: Unit, key: tuple[str, ...], last) -> Look:
-    from dbsync.sync.record import recent_source_filter
+    from dbsync.sync.record import recent_source_filter, recent_target_filter
 
     began = time.perf_counter()
     recent, source = recent_source_filter(last), only_from(unit.source)
@@ -329,17 +330,23 @@ def look(link: Link, unit: Unit, key: tuple[str, ...], last) -> Look:
     cut = ranges.plan_ranges(link, unit, key, from_=source, exact=True)
     if cut is None:
         return Look(seen, time.perf_counter() - began)
-    hashed = cut.bit() if cut.exact else ranges.key_hash(unit, key, fast_digest(link, unit, key))
-    return Look(seen, time.perf_counter() - began, cut, ranges.Side(source, _source_where(unit), hashed, recent))
+    fast = fast_digest(link, unit, key)
+    hashes = (cut.bit(), cut.bit("s")) if cut.exact else (ranges.key_hash(unit, key, fast),
+                                                           ranges.key_hash(unit, key, fast, "s"))
+    staging = ranges.Side(only_from(unit.target), sql.SQL(""), hashes[1],
+                          recent_target_filter(last, sql.Identifier("s", "xmin")))
+    return Look(seen, time.perf_counter() - began, cut, ranges.Side(source, _source_where(unit), hashes[0], recent),
+                staging)
 
 
-def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last, seen: Look, read_ahead=None) -> Delta:
+def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last, seen: Look, read_ahead=None,
+                staged_ahead=None) -> Delta:
     """What differs, from what the last sync saw (dbsync.sync.record) and prod's first look at
     the table (`look`): for a key of one integer column, read off exact key sets
     (dbsync.sync.keysets); otherwise prod's recent rows into `_dbsync_rows_i`, the other keys to
     fetch into `_dbsync_changed_i` — where the key allows, comparing only the key ranges whose
     summaries differ (dbsync.sync.ranges). Vanished keys go into `_dbsync_gone_i`; no row is
-    digested. `read_ahead`: prod's summary, read ahead (ranges.summarise)."""
+    digested. `read_ahead`, `staged_ahead`: the summaries, read ahead (ranges.summarise)."""
     from dbsync.sync.record import recent_source_filter, recent_target_filter
 
     began = time.perf_counter() - seen.seconds
@@ -349,10 +356,7 @@ def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last, seen
     fast = fast_digest(link, unit, key)
     summaries = (temp_table("summary", i), temp_table("staged_summary", i))
     if cut:
-        staged = ranges.Side(only_from(unit.target), sql.SQL(""),
-                             cut.bit("s") if cut.exact else ranges.key_hash(unit, key, fast, "s"),
-                             recent_target_filter(last, sql.Identifier("s", "xmin")))
-        n_recent, total = ranges.summarise(link, cut, summaries, seen.prod, staged, read_ahead)
+        n_recent, total = ranges.summarise(link, cut, summaries, seen.prod, seen.staging, read_ahead, staged_ahead)
     else:
         n_recent, total = recent_share(link, unit, recent)
     if n_recent > AUTO_FULL_FRACTION * max(1, total):

@@ -110,9 +110,9 @@ def check_guards(run: SyncRun) -> None:
     guards.check_ownership(run.target, target_oids, existing)
     guards.check_row_security(run.source, source_oids, side="source")
     guards.check_row_security(run.target, target_oids, side="target")
-    guards.check_lock_budget(run.target, target_oids, side="target", extra=len(sequences))
-    # A second prod session reading ahead (dbsync.sync.ahead) takes about as many again.
-    run.source_lock_share = guards.check_lock_budget(run.source, source_oids, side="source")
+    run.lock_share["target"] = guards.check_lock_budget(run.target, target_oids, side="target",
+                                                        extra=len(sequences))
+    run.lock_share["source"] = guards.check_lock_budget(run.source, source_oids, side="source")
     # Staging's own rows that the sync would leave referencing nothing: counted in the snapshot.
     run.staging_refs = staging_only.references(run.target_catalog, run.units, run.drift.unwritten)
     staging_only.check(run.link, run.staging_refs, delete_orphans=run.options.delete_orphans)
@@ -178,23 +178,35 @@ def incremental(run: SyncRun) -> None:
              and last.fingerprint == record.fingerprint(run.source, unit, run.options.masking_key)}
     run.doing = "sampling prod's tables"
     looks = {i: delta.look(run.link, unit, key, known[i]) for i, (unit, key) in enumerate(candidates) if i in known}
-    jobs = {i: ahead.Job(ranges.prod_copy(seen.cut, seen.prod), seen.cut.groups)
-            for i, seen in looks.items() if seen.prod is not None}
-    if run.source_lock_share > 0.5:  # prod's lock table could not hold the second session's too
-        jobs = {}
-    with ahead.reading_ahead(run.source, run.source_endpoint, READ_ONLY, run.options.lock_timeout, jobs) as reader:
+    cut = {i: seen for i, seen in looks.items() if seen.prod is not None}
+    # The second sessions take about as many locks again: only where the lock tables have room.
+    jobs = ({i: ahead.Job(ranges.summary_copy(s.cut, s.prod), s.cut.groups) for i, s in cut.items()}
+            if run.lock_share["source"] <= 0.5 else {})
+    staged = ({i: ahead.Job(ranges.summary_copy(s.cut, s.staging, "s"), s.cut.groups) for i, s in cut.items()}
+              if jobs and run.lock_share["target"] <= 0.5 else {})
+    with ahead.reading_ahead(lambda: ahead.prod_session(run.source, run.source_endpoint, READ_ONLY,
+                                                        run.options.lock_timeout), jobs) as prod_reader, \
+            ahead.reading_ahead(lambda: ahead.staging_session(run.target_endpoint, run.options.lock_timeout),
+                                staged if prod_reader else {}) as staging_reader:
         for i, (unit, key) in enumerate(candidates):
             run.doing = f"comparing {unit.label}"
             run.check_budget()
             if i in known:
-                read = (lambda i=i: reader.take(i, run.link.copy_deadline())) if reader and i in jobs else None
-                found = delta.diff_recent(run.link, unit, key, i, known[i], looks[i], read)
+                found = delta.diff_recent(run.link, unit, key, i, known[i], looks[i],
+                                          _taker(run, prod_reader, i), _taker(run, staging_reader, i))
                 unit.compared = _decide(unit, found, "since the last sync")
             else:
                 unit.compared = _choose(run, unit, key, i)
             if unit.mode == "delta":
                 run.doing = f"reading the changed rows of {unit.label}"
                 delta.fetch_changed(run.link, unit, key, i, unit.compared)
+
+
+def _taker(run: SyncRun, reader, i: int):
+    """What gives slot `i`'s summary read ahead by `reader`, or None (read in its turn)."""
+    if reader is None or i not in reader.jobs:
+        return None
+    return lambda: reader.take(i, run.link.copy_deadline())
 
 
 def _choose(run: SyncRun, unit, key, i) -> delta.Delta | None:

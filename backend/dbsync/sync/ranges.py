@@ -280,41 +280,51 @@ class Side:
 
 
 def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier], prod: Side,
-              staging: Side, read_ahead=None) -> tuple[int, int]:
+              staging: Side, read_ahead=None, staged_ahead=None) -> tuple[int, int]:
     """Both summaries into temporary tables on staging (`names`: prod's, staging's), computed
     by the two servers at the same time; returns prod's (recent rows, rows) and keeps the number
-    of ranges and staging's row count on `ranges`. `read_ahead`: where prod's summary is read
-    ahead (dbsync.sync.ahead), what gives its spool once read."""
-    staged = MATERIALISED.format(names[1], _SUMMARY.format(
-        b=ranges.of("s"), h=staging.hash, recent=_recent(ranges, staging),
-        t=sql.SQL("{} s").format(staging.table), where=staging.where))
+    of ranges and staging's row count on `ranges`. `read_ahead`, `staged_ahead`: where prod's or
+    staging's summary is read ahead (dbsync.sync.ahead), what gives its spool once read."""
     if read_ahead is not None:
-        with room_for(ranges.groups, link.target, sort=False), link.target.cursor() as cur:
-            cur.execute(staged)
+        if staged_ahead is not None:
+            with staged_ahead() as spool:
+                _spooled(link, names[1], spool)
+        else:
+            with room_for(ranges.groups, link.target, sort=False), link.target.cursor() as cur:
+                cur.execute(MATERIALISED.format(names[1], _summary(ranges, staging, "s")))
         with read_ahead() as spool:
-            return _load(link, ranges, names, spool)
+            _spooled(link, names[0], spool)
+        return _totals(link, ranges, names)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
         with room_for(ranges.groups, link.source, link.target, sort=False), \
-                reading_prod(link, [(prod_copy(ranges, prod), spool)]), link.target.cursor() as cur:
-            cur.execute(staged)
+                reading_prod(link, [(summary_copy(ranges, prod), spool)]), link.target.cursor() as cur:
+            cur.execute(MATERIALISED.format(names[1], _summary(ranges, staging, "s")))
         spool.seek(0)
-        return _load(link, ranges, names, spool)
+        _spooled(link, names[0], spool)
+    return _totals(link, ranges, names)
 
 
-def prod_copy(ranges: Ranges, prod: Side) -> sql.Composed:
-    """Prod's summary, as a COPY to its client."""
-    return sql.SQL("COPY ({}) TO STDOUT").format(
-        _SUMMARY.format(b=ranges.of(), h=prod.hash, recent=_recent(ranges, prod), t=prod.table, where=prod.where))
+def summary_copy(ranges: Ranges, side: Side, alias: str | None = None) -> sql.Composed:
+    """A side's summary, as a COPY to its client (`alias`: how its hash and filters name the table)."""
+    return sql.SQL("COPY ({}) TO STDOUT").format(_summary(ranges, side, alias))
 
 
-def _load(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier], spool) -> tuple[int, int]:
-    """Prod's summary from its spool into its table on staging; the totals of both."""
-    prod_name, staging_name = names
+def _summary(ranges: Ranges, side: Side, alias: str | None) -> sql.Composed:
+    table = sql.SQL("{} {}").format(side.table, sql.Identifier(alias)) if alias else side.table
+    return _SUMMARY.format(b=ranges.of(alias), h=side.hash, recent=_recent(ranges, side), t=table, where=side.where)
+
+
+def _spooled(link: Link, name: sql.Identifier, spool) -> None:
+    """A summary from its spool into its table on staging."""
     with link.target.cursor() as cur:
-        cur.execute(_SUMMARY_TABLE.format(prod_name))
-        cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(prod_name).as_string(link.target), spool)
-        cur.execute(_TOTALS.format(recent=_ONES if ranges.exact else sql.SQL("recent"), staging=staging_name,
-                                   prod=prod_name))
+        cur.execute(_SUMMARY_TABLE.format(name))
+        cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(name).as_string(link.target), spool)
+
+
+def _totals(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier]) -> tuple[int, int]:
+    with link.target.cursor() as cur:
+        cur.execute(_TOTALS.format(recent=_ONES if ranges.exact else sql.SQL("recent"), staging=names[1],
+                                   prod=names[0]))
         ranges.count, n_recent, total, ranges.target_rows = cur.fetchone()
     return int(n_recent), int(total)
 

@@ -77,7 +77,8 @@ class SyncRun:
     doing: str = "starting"
     phase: str | None = None  # the name of the phase running (dbsync.sync.phases)
     source_bytes: int = 0  # on-disk size of the tables to copy (for the estimate)
-    source_lock_share: float = 1.0  # of prod's lock table allowance, what the sync's transaction needs
+    # Of each side's lock table allowance, what the sync's transaction needs (dbsync.sync.guards).
+    lock_share: dict[str, float] = field(default_factory=lambda: {"source": 1.0, "target": 1.0})
     copy_started: float | None = None
     copy_done: bool = False
     report: SyncReport = field(init=False)
