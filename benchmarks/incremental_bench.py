@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from benchmarks.common import Table, connect, create_database, drop_database, fmt_ratio, fmt_s, median, run_child
@@ -88,8 +89,11 @@ MASKING = {"SYNC_MASKING_KEY": "benchmark masking key, 32 characters or more"}
 def verify_costs(src: str, dst: str, log) -> dict:
     """A masked full sync, the same with --verify, a standalone verify of its result: seconds."""
     masked = ("sync", "--source", src, "--target", dst, "--rules", RULES, "--json")
+    _checkpoint(src)
     full = _db_sync(*masked, env_extra=MASKING).seconds
+    _checkpoint(src)
     verified = _db_sync(*masked, "--verify", env_extra=MASKING).seconds
+    _checkpoint(src)
     alone = _db_sync("verify", "--source", src, "--target", dst, "--rules", RULES, "--json", env_extra=MASKING)
     steps = json.loads(alone.stdout)["timings"]
     log(f"  verify: full sync {fmt_s(full)}  with --verify {fmt_s(verified)}  verify alone {fmt_s(alone.seconds)}"
@@ -97,11 +101,31 @@ def verify_costs(src: str, dst: str, log) -> dict:
     return {"full": full, "sync_verify": verified, "verify": alone.seconds, "verify_steps": steps}
 
 
+def _checkpoint(dsn: str) -> None:
+    """Before each timed sync, on this 2-core machine: the WAL of what ran before (a full sync
+    writes the whole database) flushed now, not by a checkpoint in the middle of the next timed
+    run; and no autovacuum worker running (each full sync leaves a freshly written staging that
+    autovacuum visits within a minute, on a core a timed run needs). Up to a minute's wait."""
+    conn = connect(dsn, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CHECKPOINT")
+            for _ in range(600):
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+                if cur.fetchone()[0] == 0:
+                    break
+                time.sleep(0.1)
+    finally:
+        conn.close()
+
+
 def _round(src, full_dst, inc_dst, changes, log, label):
     _execute(src, changes)
     for dst in (full_dst, inc_dst):
         _execute(dst, STAGING_WRITES)
+    _checkpoint(src)
     full = _sync(src, full_dst, incremental=False)
+    _checkpoint(src)
     inc = _sync(src, inc_dst, incremental=True)
     a, b = state(full_dst, fingerprint=True), state(inc_dst, fingerprint=True)
     if a != b:
