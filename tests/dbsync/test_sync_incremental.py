@@ -387,3 +387,22 @@ def test_without_a_second_session_each_summary_is_read_in_turn(make_db, monkeypa
     result = night(prod, full, inc, PROD_CHANGES, STAGING_WRITES)
     assert {t["table"]: t["found"] for t in result["tables"] if t["mode"] == "delta"}["public.books"] == \
         "since the last sync"
+
+
+def test_a_summary_the_second_session_could_not_read_is_read_in_turn(make_db, monkeypatch):
+    """The second sessions lock each table NOWAIT before summarising it (never queueing behind a
+    lock someone requested after the sync's): when that or the summary fails, the sync's own
+    sessions read the summaries left, and the sync ends as it would have."""
+    from psycopg2 import sql as pgsql
+
+    from dbsync.sync import ahead
+
+    prod = make_prod(make_db, 0.004)
+    full, inc = staging_of(make_db, prod), staging_of(make_db, prod)
+    failed = []
+    monkeypatch.setattr(ahead, "_LOCK", pgsql.SQL("SELECT 1 / 0 -- {}"))
+    real = ahead.Ahead.take
+    monkeypatch.setattr(ahead.Ahead, "take", lambda self, *a: failed.append(real(self, *a)) or failed[-1])
+    night(prod, full, inc, PROD_CHANGES, STAGING_WRITES)
+    assert failed and all(spool is None for spool in failed)
+    assert _other_sessions(prod) == _other_sessions(inc) == 0

@@ -25,7 +25,6 @@ from psycopg2 import sql
 from dbsync.errors import DbSyncError
 from dbsync.sessions import abandon, close, open_session
 from dbsync.sync.budget import BudgetExceeded
-from dbsync.sync.copy import SourceCopyError
 from dbsync.sync.ranges import SPOOL_MEMORY, room_for
 
 # Summaries read ahead of the one staging is comparing: each waits in a spool meanwhile.
@@ -34,18 +33,29 @@ AHEAD = 2
 
 @dataclass
 class Job:
-    """One table's summary: prod's COPY of it, and how many ranges it has (for work_mem)."""
+    """One table's summary: the COPY of it, the table (locked first, NOWAIT), and how many ranges
+    it has (for work_mem)."""
 
     copy_out: sql.Composable
+    table: sql.Composable
     groups: int
     done: threading.Event = field(default_factory=threading.Event)
     spool: object = None
-    error: BaseException | None = None
-    taken: bool = False  # its spool handed over (whoever took it closes it)
+    failed: bool = False
+
+
+# The sync's own session holds its locks already; a second session asking again would queue
+# behind any stronger lock requested since (a migration's ALTER TABLE waiting for the sync), and
+# the sync, waiting for its summary, would wait for that lock: a cycle the server cannot see.
+# NOWAIT, as pg_dump -j does: such a table's summary is read by the sync's own session instead.
+_LOCK = sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT")
+# How long stop() keeps cancelling a statement still running before it leaves the thread be.
+_STOP_SECONDS = 60
 
 
 class Ahead:
-    """The jobs by slot, worked through in order by a thread on the second session."""
+    """The jobs by slot, worked through in order by a thread on the second session; at the first
+    failure the thread stops, and the summaries it has not read are read in turn instead."""
 
     def __init__(self, session, jobs: dict[int, Job]):
         self.session, self.jobs = session, jobs
@@ -62,38 +72,45 @@ class Ahead:
             job.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
             try:
                 with room_for(job.groups, self.session, sort=False), self.session.cursor() as cur:
+                    cur.execute(_LOCK.format(job.table))
                     cur.copy_expert(job.copy_out.as_string(self.session), job.spool)
-            except BaseException as exc:  # noqa: BLE001 - raised where the summary is awaited
-                job.error = exc
+            except BaseException:  # noqa: BLE001 - a speed-up, not a need: the sync reads it itself
+                job.failed = True
             job.done.set()
-            if job.error is not None:
+            if job.failed:
                 return
 
     def take(self, slot: int, stop_at: float | None):
-        """Prod's summary of `slot`, a spool at its start, once read (within the budget); the
-        caller closes it. Raises what reading it raised."""
+        """The summary of `slot`, a spool at its start, once read (within the budget), which the
+        caller closes; None when it was not read here (read it in turn)."""
         job = self.jobs[slot]
         while not job.done.wait(timeout=0.2):
             if stop_at is not None and time.perf_counter() >= stop_at:
                 raise BudgetExceeded("the comparison ran out of its time budget")
             if not self._thread.is_alive() and not job.done.is_set():
-                raise SourceCopyError(RuntimeError("prod's summaries stopped before this table's"))
+                return None  # stopped at an earlier table's failure
         self._room.release()
-        job.taken = True
-        if job.error is not None:
-            raise SourceCopyError(job.error)
-        job.spool.seek(0)
-        return job.spool
+        spool, job.spool = job.spool, None
+        if job.failed:
+            spool.close()
+            return None
+        spool.seek(0)
+        return spool
 
     def stop(self, *, failed: bool) -> None:
-        """Ends the thread and the session: cancelled first if still reading (or on failure)."""
+        """Ends the thread, cancelling its statement until it does, then the session. A thread
+        that will not end (a server that no longer answers) is left with its session and spool,
+        never closed under it."""
         self._stopping = True
         self._room.release(AHEAD + len(self.jobs))
+        give_up = time.perf_counter() + _STOP_SECONDS
+        while self._thread.is_alive() and time.perf_counter() < give_up:
+            self.session.cancel()  # idle between statements: nothing to cancel, and it ends soon
+            self._thread.join(timeout=0.5)
         if self._thread.is_alive():
-            self.session.cancel()
-        self._thread.join(timeout=30)
+            return
         for job in self.jobs.values():
-            if job.spool is not None and not job.taken:
+            if job.spool is not None:
                 job.spool.close()
         if failed:
             abandon(self.session)  # rolled back first: a session in a failed statement may hang on close

@@ -180,10 +180,10 @@ def incremental(run: SyncRun) -> None:
     looks = {i: delta.look(run.link, unit, key, known[i]) for i, (unit, key) in enumerate(candidates) if i in known}
     cut = {i: seen for i, seen in looks.items() if seen.prod is not None}
     # The second sessions take about as many locks again: only where the lock tables have room.
-    jobs = ({i: ahead.Job(ranges.summary_copy(s.cut, s.prod), s.cut.groups) for i, s in cut.items()}
+    jobs = ({i: ahead.Job(ranges.summary_copy(s.cut, s.prod), s.prod.table, s.cut.groups) for i, s in cut.items()}
             if run.lock_share["source"] <= 0.5 else {})
-    staged = ({i: ahead.Job(ranges.summary_copy(s.cut, s.staging, "s"), s.cut.groups) for i, s in cut.items()}
-              if jobs and run.lock_share["target"] <= 0.5 else {})
+    staged = ({i: ahead.Job(ranges.summary_copy(s.cut, s.staging, "s"), s.staging.table, s.cut.groups)
+               for i, s in cut.items()} if jobs and run.lock_share["target"] <= 0.5 else {})
     with ahead.reading_ahead(lambda: ahead.prod_session(run.source, run.source_endpoint, READ_ONLY,
                                                         run.options.lock_timeout), jobs) as prod_reader, \
             ahead.reading_ahead(lambda: ahead.staging_session(run.target_endpoint, run.options.lock_timeout),

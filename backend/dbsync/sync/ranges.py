@@ -286,13 +286,15 @@ def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ident
     of ranges and staging's row count on `ranges`. `read_ahead`, `staged_ahead`: where prod's or
     staging's summary is read ahead (dbsync.sync.ahead), what gives its spool once read."""
     if read_ahead is not None:
-        if staged_ahead is not None:
-            with staged_ahead() as spool:
-                _spooled(link, names[1], spool)
-        else:
+        staged = staged_ahead() if staged_ahead is not None else None
+        if staged is None:
             with room_for(ranges.groups, link.target, sort=False), link.target.cursor() as cur:
                 cur.execute(MATERIALISED.format(names[1], _summary(ranges, staging, "s")))
-        with read_ahead() as spool:
+        else:
+            with staged:
+                _spooled(link, names[1], staged)
+        spool = read_ahead()
+        with spool if spool is not None else _read_now(link, ranges, prod) as spool:
             _spooled(link, names[0], spool)
         return _totals(link, ranges, names)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
@@ -302,6 +304,16 @@ def summarise(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ident
         spool.seek(0)
         _spooled(link, names[0], spool)
     return _totals(link, ranges, names)
+
+
+def _read_now(link: Link, ranges: Ranges, prod: Side):
+    """Prod's summary read by the sync's own session, into a spool at its start (one not read
+    ahead after all)."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+    with room_for(ranges.groups, link.source, sort=False), reading_prod(link, [(summary_copy(ranges, prod), spool)]):
+        pass
+    spool.seek(0)
+    return spool
 
 
 def summary_copy(ranges: Ranges, side: Side, alias: str | None = None) -> sql.Composed:
@@ -421,7 +433,7 @@ def recent_only(link: Link, ranges: Ranges | None, summary: sql.Identifier, out:
         return sql.SQL("")
     with link.target.cursor() as cur:
         cur.execute(MATERIALISED.format(out, sql.SQL("SELECT b FROM {} WHERE recent > 0").format(summary)))
-        if cur.rowcount > RECENT_RANGE_SHARE * ranges.count:
+        if cur.rowcount > min(MAX_RANGES, RECENT_RANGE_SHARE * ranges.count):
             return sql.SQL("")
     return _source_restriction(link, ranges, out)
 
