@@ -406,3 +406,43 @@ def test_a_summary_the_second_session_could_not_read_is_read_in_turn(make_db, mo
     night(prod, full, inc, PROD_CHANGES, STAGING_WRITES)
     assert failed and all(spool is None for spool in failed)
     assert _other_sessions(prod) == _other_sessions(inc) == 0
+
+
+def test_a_lock_requested_after_the_syncs_does_not_stall_it(make_db, monkeypatch):
+    """Someone asks for an ACCESS EXCLUSIVE lock on a prod table the sync has read (a migration):
+    it waits for the sync. The second session must not queue behind it — the sync would wait for
+    its summary, and nobody would move until the lock timeout (here two minutes)."""
+    import threading
+    import time
+
+    prod = make_prod(make_db, 0.004)
+    staging = staging_of(make_db, prod)
+    execute(prod, *PROD_CHANGES)
+    blocker, watcher = psycopg2.connect(prod), psycopg2.connect(prod)
+    watcher.autocommit = True
+    real, queued = delta.look, []
+
+    def look(link, unit, key, last):
+        seen = real(link, unit, key, last)  # the sync's session now holds its lock on this table
+        if not queued:
+            queued.append(threading.Thread(target=lambda: blocker.cursor().execute(
+                f"LOCK TABLE {unit.label} IN ACCESS EXCLUSIVE MODE"), daemon=True))
+            queued[0].start()
+            with watcher.cursor() as cur:
+                while cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                  " AND query LIKE 'LOCK TABLE%'") or not cur.fetchone()[0]:
+                    time.sleep(0.05)
+        return seen
+
+    monkeypatch.setattr(delta, "look", look)
+    began = time.perf_counter()
+    try:
+        sync_databases(prod, staging, rules=load_rules(RULES), masking_key=KEY, incremental=True,
+                       lock_timeout="120s")
+        took = time.perf_counter() - began
+    finally:
+        queued[0].join(timeout=30)
+        blocker.rollback()
+        blocker.close()
+        watcher.close()
+    assert took < 60, f"the sync waited {took:.0f} s for a lock queued behind its own"
