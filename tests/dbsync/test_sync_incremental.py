@@ -446,3 +446,17 @@ def test_a_lock_requested_after_the_syncs_does_not_stall_it(make_db, monkeypatch
         blocker.close()
         watcher.close()
     assert took < 60, f"the sync waited {took:.0f} s for a lock queued behind its own"
+
+
+def test_no_second_session_where_the_lock_table_has_no_room_for_it(make_db, monkeypatch):
+    """A second session takes about as many locks again as the sync's own: where the sync already
+    needs more than half of a server's lock table, it compares without one."""
+    from dbsync.sync import ahead, guards
+
+    prod = make_prod(make_db, 0.004)
+    full, inc = staging_of(make_db, prod), staging_of(make_db, prod)
+    opened = []
+    monkeypatch.setattr(ahead, "prod_session", lambda *a: opened.append(a))
+    monkeypatch.setattr(guards, "check_lock_budget", lambda *a, **k: 0.6)
+    night(prod, full, inc, PROD_CHANGES, STAGING_WRITES)
+    assert opened == []

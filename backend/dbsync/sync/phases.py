@@ -169,21 +169,13 @@ def incremental(run: SyncRun) -> None:
         for unit, _ in candidates:
             cur.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(unit.target.ident))
     run.set_aside.triggers += setaside.disable_user_triggers(run.target, [u.target.oid for u, _ in candidates])
-    # The largest tables first: prod's summaries, read ahead, then overlap the smaller tables' work.
-    with run.source.cursor() as cur:
-        rows = row_estimates(cur, [u.source.oid for u, _ in candidates])
-    candidates.sort(key=lambda c: -rows.get(c[0].source.oid, 0))
+    _largest_first(run, candidates)
     state = record.read_state(run.source, run.target)
     known = {i: last for i, (unit, _) in enumerate(candidates) if (last := state.get(unit.label)) is not None
              and last.fingerprint == record.fingerprint(run.source, unit, run.options.masking_key)}
     run.doing = "sampling prod's tables"
     looks = {i: delta.look(run.link, unit, key, known[i]) for i, (unit, key) in enumerate(candidates) if i in known}
-    cut = {i: seen for i, seen in looks.items() if seen.prod is not None}
-    # The second sessions take about as many locks again: only where the lock tables have room.
-    jobs = ({i: ahead.Job(ranges.summary_copy(s.cut, s.prod), s.prod.table, s.cut.groups) for i, s in cut.items()}
-            if run.lock_share["source"] <= 0.5 else {})
-    staged = ({i: ahead.Job(ranges.summary_copy(s.cut, s.staging, "s"), s.staging.table, s.cut.groups)
-               for i, s in cut.items()} if jobs and run.lock_share["target"] <= 0.5 else {})
+    jobs, staged = _summary_jobs(run, looks)
     with ahead.reading_ahead(lambda: ahead.prod_session(run.source, run.source_endpoint, READ_ONLY,
                                                         run.options.lock_timeout), jobs) as prod_reader, \
             ahead.reading_ahead(lambda: ahead.staging_session(run.target_endpoint, run.options.lock_timeout),
@@ -200,6 +192,27 @@ def incremental(run: SyncRun) -> None:
             if unit.mode == "delta":
                 run.doing = f"reading the changed rows of {unit.label}"
                 delta.fetch_changed(run.link, unit, key, i, unit.compared)
+
+
+def _largest_first(run: SyncRun, candidates: list) -> None:
+    """The largest tables first (the planner's estimates): their summaries, read ahead, then
+    overlap the smaller tables' comparison."""
+    with run.source.cursor() as cur:
+        rows = row_estimates(cur, [u.source.oid for u, _ in candidates])
+    candidates.sort(key=lambda c: -rows.get(c[0].source.oid, 0))
+
+
+def _summary_jobs(run: SyncRun, looks: dict) -> tuple[dict, dict]:
+    """(prod's, staging's) summaries to read ahead (dbsync.sync.ahead), by slot: none where a
+    second session's locks, about as many again, would not fit a server's lock table."""
+    cut = {i: seen for i, seen in looks.items() if seen.prod is not None}
+    if run.lock_share["source"] > 0.5:
+        return {}, {}
+    jobs = {i: ahead.Job(ranges.summary_copy(s.cut, s.prod), s.prod.table, s.cut.groups) for i, s in cut.items()}
+    if run.lock_share["target"] > 0.5:
+        return jobs, {}
+    return jobs, {i: ahead.Job(ranges.summary_copy(s.cut, s.staging, "s"), s.staging.table, s.cut.groups)
+                  for i, s in cut.items()}
 
 
 def _taker(run: SyncRun, reader, i: int):
