@@ -263,6 +263,11 @@ class Sample:
     rows: int
     recent: int
 
+    @property
+    def rewritten(self) -> bool:
+        """Mostly rewritten since the last sync: a full copy at once."""
+        return self.recent > AUTO_FULL_FRACTION * max(1, self.rows)
+
 
 _SAMPLE = sql.SQL("SELECT count(*), count(*) FILTER (WHERE {recent}) FROM {t} TABLESAMPLE SYSTEM ({pct})"
                   " REPEATABLE (0){where}")
@@ -313,11 +318,6 @@ class Look:
     prod: ranges.Side | None = None
     staging: ranges.Side | None = None  # staging's side of the summary, alias s
 
-    @property
-    def rewritten(self) -> bool:
-        """Mostly rewritten since the last sync, by the sample: a full copy at once."""
-        return self.sample.recent > AUTO_FULL_FRACTION * max(1, self.sample.rows)
-
 
 def look(link: Link, unit: Unit, key: tuple[str, ...], last) -> Look:
     from dbsync.sync.record import recent_source_filter, recent_target_filter
@@ -325,7 +325,7 @@ def look(link: Link, unit: Unit, key: tuple[str, ...], last) -> Look:
     began = time.perf_counter()
     recent, source = recent_source_filter(last), only_from(unit.source)
     seen = recent_sample(link, unit, recent)
-    if seen.recent > AUTO_FULL_FRACTION * max(1, seen.rows):
+    if seen.rewritten:
         return Look(seen, time.perf_counter() - began)
     cut = ranges.plan_ranges(link, unit, key, from_=source, exact=True)
     if cut is None:
@@ -335,8 +335,8 @@ def look(link: Link, unit: Unit, key: tuple[str, ...], last) -> Look:
                                                            ranges.key_hash(unit, key, fast, "s"))
     staging = ranges.Side(only_from(unit.target), sql.SQL(""), hashes[1],
                           recent_target_filter(last, sql.Identifier("s", "xmin")))
-    return Look(seen, time.perf_counter() - began, cut, ranges.Side(source, _source_where(unit), hashes[0], recent),
-                staging)
+    return Look(seen, time.perf_counter() - began, cut,
+                ranges.Side(source, _source_where(unit), hashes[0], recent), staging)
 
 
 def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last, seen: Look, read_ahead=None,
@@ -350,7 +350,7 @@ def diff_recent(link: Link, unit: Unit, key: tuple[str, ...], i: int, last, seen
     from dbsync.sync.record import recent_source_filter, recent_target_filter
 
     began = time.perf_counter() - seen.seconds
-    if seen.rewritten:
+    if seen.sample.rewritten:
         return Delta(seen.sample.rows, seen.sample.recent, 0, time.perf_counter() - began, sampled=True)
     recent, source, cut = recent_source_filter(last), only_from(unit.source), seen.cut
     fast = fast_digest(link, unit, key)
@@ -409,7 +409,7 @@ def _from_key_sets(link: Link, unit: Unit, key: tuple[str, ...], i: int, cut: ra
         cur.execute(_EMPTY_LIKE.format(gone, key_list(key), only_from(unit.target)))
     found = keysets.differences(link, cut, summaries, gone, limit=MAX_DELTA_KEYS)
     return Delta(total, found.n_fetch, found.n_gone, time.perf_counter() - began, ranges=cut, key=key, slot=i,
-                 wanted=[(k,) for k in found.others], added=[(k,) for k in found.new])
+                 wanted=found.others, added=found.new)
 
 
 def fetch_changed(link: Link, unit: Unit, key: tuple[str, ...], i: int, found: Delta) -> int:

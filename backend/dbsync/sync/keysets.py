@@ -35,12 +35,12 @@ _BATCH = 10_000
 
 @dataclass
 class Differences:
-    """Keys to fetch from prod, as text (for delta.keys_in): those staging lacks (`new`) and
-    the others; past a limit only counted. How many to fetch, and how many only staging has
-    (written to a temporary table as they are found)."""
+    """Keys to fetch from prod, as delta.keys_in takes them (one text per key): those staging
+    lacks (`new`) and the others; past a limit only counted. How many to fetch, and how many
+    only staging has (written to a temporary table as they are found)."""
 
-    new: list[str] = field(default_factory=list)
-    others: list[str] = field(default_factory=list)
+    new: list[tuple[str]] = field(default_factory=list)
+    others: list[tuple[str]] = field(default_factory=list)
     n_fetch: int = 0
     n_gone: int = 0
 
@@ -61,8 +61,8 @@ def differences(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ide
             new, others = prod & ~staging, ((prod_recent & _WORD) | (staging_recent & prod)) & staging
             found.n_fetch += new.bit_count() + others.bit_count()
             if found.n_fetch <= limit:
-                found.new.extend(str(base + i) for i in _ones(new))
-                found.others.extend(str(base + i) for i in _ones(others))
+                found.new.extend((str(base + i),) for i in _ones(new))
+                found.others.extend((str(base + i),) for i in _ones(others))
             pending.extend(base + i for i in _ones(staging & ~prod))
             ranges.differing += 1
             if len(pending) >= _BATCH:
