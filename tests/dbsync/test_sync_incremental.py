@@ -263,20 +263,28 @@ def test_a_summary_gets_memory_for_its_ranges_and_gives_the_settings_back(make_d
 
 def test_a_key_python_cannot_hold_is_fetched_by_its_text(make_db):
     """A staging edit of the row keyed 'infinity' (which psycopg2 reads as date.max) is undone
-    from prod's row like any other; a composite key of an integer and a date too."""
+    from prod's row like any other; a composite key of an integer and a date too; and text keys
+    that need quoting, each fetched as itself."""
     prod, staging = make_db("textkeysprod"), make_db("textkeysstaging")
     for db in (prod, staging):
         execute(db, "CREATE TABLE days (d date PRIMARY KEY, note text)",
-                "CREATE TABLE shifts (n int, d date, note text, PRIMARY KEY (n, d))")
+                "CREATE TABLE shifts (n int, d date, note text, PRIMARY KEY (n, d))",
+                "CREATE TABLE labels (k text PRIMARY KEY, note text)")
     execute(prod, "INSERT INTO days SELECT DATE '2026-01-01' + g, 'day' FROM generate_series(1, 20) g",
             "INSERT INTO days VALUES ('infinity', 'forever')",
             "INSERT INTO shifts SELECT g, DATE '2026-01-01' + g, 'shift' FROM generate_series(1, 20) g",
-            "INSERT INTO shifts VALUES (1, '-infinity', 'first')")
+            "INSERT INTO shifts VALUES (1, '-infinity', 'first')",
+            # keys whose text needs quoting in an array's text form (how a one-column key's rows are fetched)
+            "INSERT INTO labels SELECT k, 'label' FROM unnest(ARRAY['a,b', 'say \"hi\"', 'back\\slash', '{braced}',"
+            " '', ' ', 'NULL', 'it''s']) k",
+            "INSERT INTO labels SELECT 'plain ' || g, 'label' FROM generate_series(1, 40) g")
     sync_databases(prod, staging)
     execute(staging, "UPDATE days SET note = 'staging edit' WHERE d = 'infinity'",
-            "UPDATE shifts SET note = 'staging edit' WHERE d = '-infinity'")
+            "UPDATE shifts SET note = 'staging edit' WHERE d = '-infinity'",
+            "UPDATE labels SET note = 'staging edit' WHERE k NOT LIKE 'plain %'")
     result = sync_databases(prod, staging, incremental=True)
-    assert {t["table"]: t["mode"] for t in result["tables"]} == {"public.days": "delta", "public.shifts": "delta"}
+    modes = {t["table"]: t["mode"] for t in result["tables"]}
+    assert modes == {"public.days": "delta", "public.shifts": "delta", "public.labels": "delta"}
     assert everything(staging) == everything(prod)
 
 

@@ -431,7 +431,8 @@ def fetch_changed(link: Link, unit: Unit, key: tuple[str, ...], i: int, found: D
 def _fetch(link: Link, unit: Unit, key: tuple[str, ...], wanted: list[tuple], into: sql.Identifier) -> int:
     if not wanted:
         return 0
-    return stream_copy(link.source, link.target, _rows_out(unit, keys_in(key, wanted)),
+    scalar = not unit.source.columns[key[0]].type.endswith("]")
+    return stream_copy(link.source, link.target, _rows_out(unit, keys_in(key, wanted, scalar=scalar)),
                        _into(into, unit, binary=True), binary=unit.binary, stop_at=link.copy_deadline()).target_rows
 
 
@@ -442,9 +443,19 @@ def key_texts(key: tuple[str, ...]) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in key)
 
 
-def keys_in(key: tuple[str, ...], wanted: list[tuple]) -> sql.Composable:
+def keys_in(key: tuple[str, ...], wanted: list[tuple], *, scalar: bool = False) -> sql.Composable:
     """`(k0, k1) IN ((…), …)`: the rows of those keys, `wanted` as key_texts reads them (untyped
-    literals in the SQL text, which the server reads as the key's types)."""
+    literals in the SQL text, which the server reads as the key's types). A key of one column of
+    a type other than an array's (`scalar`): `k = ANY('{…}')`, one literal the server reads as an
+    array of the key's type — a literal per key costs more to compose than its row to fetch."""
+    if scalar and len(key) == 1:
+        return sql.SQL("{} = ANY({})").format(sql.Identifier(key[0]), sql.Literal(array_literal(w[0] for w in wanted)))
     values = sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(v) for v in w))
                                 for w in wanted)
     return sql.SQL("({}) IN ({})").format(key_list(key), values)
+
+
+def array_literal(texts) -> str:
+    """An array's text form, each element quoted (a comma, brace, quote or backslash in a key
+    stays the key's)."""
+    return "{" + ",".join('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in texts) + "}"
