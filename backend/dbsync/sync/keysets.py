@@ -61,9 +61,13 @@ def differences(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ide
             new, others = prod & ~staging, ((prod_recent & _WORD) | (staging_recent & prod)) & staging
             found.n_fetch += new.bit_count() + others.bit_count()
             if found.n_fetch <= limit:
-                found.new.extend((str(base + i),) for i in _ones(new))
-                found.others.extend((str(base + i),) for i in _ones(others))
-            pending.extend(base + i for i in _ones(staging & ~prod))
+                if new:
+                    found.new += [(str(k),) for k in _keys(new, base)]
+                if others:
+                    found.others += [(str(k),) for k in _keys(others, base)]
+            gone_here = staging & ~prod
+            if gone_here:
+                pending += _keys(gone_here, base)
             ranges.differing += 1
             if len(pending) >= _BATCH:
                 found.n_gone += _write(writer, gone, pending)
@@ -81,9 +85,12 @@ def _write(cur, table: sql.Identifier, keys: list[int]) -> int:
     return n
 
 
-def _ones(word: int):
-    """The positions of the bits set in `word`, lowest first."""
+def _keys(word: int, base: int) -> list[int]:
+    """`base` plus the position of each bit set in `word`, lowest first (a list, not a generator:
+    this runs for every differing range, tens of thousands a table)."""
+    keys = []
     while word:
         low = word & -word
-        yield low.bit_length() - 1
+        keys.append(base + low.bit_length() - 1)
         word ^= low
+    return keys
