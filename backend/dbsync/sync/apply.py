@@ -104,9 +104,11 @@ def _remove_gone(unit: Unit, key: tuple[str, ...], i: int) -> sql.Composed:
     return _REMOVE_GONE.format(t=only_from(unit.target), gone=temp_table("gone", i), match=match_keys(key, "t", "g"))
 
 
-def delete_gone(conn, unit: Unit, key: tuple[str, ...], i: int) -> None:
+def delete_gone(conn, unit: Unit, key: tuple[str, ...], i: int) -> int:
+    """The vanished keys' rows deleted; how many this statement removed."""
     with conn.cursor() as cur:
         cur.execute(_remove_gone(unit, key, i))
+        return cur.rowcount
 
 
 def delete_together(conn, members: list[tuple[Unit, tuple[str, ...], int]]) -> None:

@@ -270,7 +270,7 @@ def apply_deltas(run: SyncRun) -> None:
         _check_deferred(run)
         for unit in kept:
             found = unit.compared
-            if unit.mode == "delta" and found.gone:
+            if unit.mode == "delta" and found.gone and found.deleted != found.gone:
                 found.deleted = found.gone - apply.still_there(run.target, unit, found.key, found.slot)
             _report_delta(run, unit, found)
 
@@ -308,10 +308,13 @@ def _upsert_group(run: SyncRun, members: list, together: bool) -> None:
 
 
 def _delete_group(run: SyncRun, members: list, together: bool) -> None:
+    """The DELETEs; a table's own DELETE that removed every vanished key counts them deleted (one
+    that removed fewer, after a cascade or a trigger, or deletes run together, are counted after)."""
     if together:
         apply.delete_together(run.target, members)
     else:
-        apply.delete_gone(run.target, *members[0])
+        unit = members[0][0]
+        unit.compared.deleted = apply.delete_gone(run.target, *members[0])
 
 
 def _report_delta(run: SyncRun, unit, found: delta.Delta) -> None:
