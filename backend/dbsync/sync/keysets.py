@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from psycopg2 import sql
 
 from dbsync.sync.link import Link
-from dbsync.sync.ranges import EXACT_SHIFT, Ranges
+from dbsync.sync.ranges import EXACT_SHIFT, Ranges, room_for
 
 _WORD = 2**64 - 1
 # The ranges where something differs: the key sets, or a side wrote there since the last sync.
@@ -53,7 +53,8 @@ def differences(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Ide
     found, pending = Differences(), []
     with link.target.cursor(name="dbsync_key_sets") as cur, link.target.cursor() as writer:
         cur.itersize = _BATCH
-        cur.execute(_DIFFERING.format(prod=names[0], staging=names[1]))
+        with room_for(ranges.groups, link.target, sort=False):  # a hash join: the summaries come unsorted
+            cur.execute(_DIFFERING.format(prod=names[0], staging=names[1]))
         for b, prod, staging, prod_recent, staging_recent in cur:
             if b is None:  # a NULL key on prod (no primary key there): no staging row can match it;
                 continue   # the row counts then differ and the run fails, rolled back
