@@ -468,3 +468,19 @@ def test_no_second_session_where_the_lock_table_has_no_room_for_it(make_db, monk
     monkeypatch.setattr(guards, "check_lock_budget", lambda *a, **k: 0.6)
     night(prod, full, inc, PROD_CHANGES, STAGING_WRITES)
     assert opened == []
+
+
+def test_both_ways_of_counting_a_bitmaps_keys_agree(make_db):
+    """A summary's recent keys are counted with bit_count from PostgreSQL 14 on, through the
+    bits' text before: the same count for every bitmap, the sign bit's included."""
+    from psycopg2 import sql as pgsql
+
+    words = [0, 1, -1, -2**63, 2**63 - 1, 0x5555555555555555, -0x5555555555555556, 12345678901234]
+    conn = psycopg2.connect(make_db("ones"))
+    try:
+        with conn.cursor() as cur:
+            for ones in (ranges._ONES, ranges._ONES_BEFORE_14):
+                cur.execute(pgsql.SQL("SELECT {} FROM unnest(%s::bigint[]) AS recent").format(ones), (words,))
+                assert [n for (n,) in cur.fetchall()] == [bin(w & (2**64 - 1)).count("1") for w in words]
+    finally:
+        conn.close()

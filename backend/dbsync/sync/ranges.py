@@ -262,8 +262,10 @@ _SUMMARY_TABLE = sql.SQL("CREATE TEMP TABLE {} (b bigint, n bigint, h bigint, re
 MATERIALISED = sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS {}")
 _TOTALS = sql.SQL("SELECT count(*), coalesce(sum({recent}), 0), coalesce(sum(n), 0),"
                   " (SELECT coalesce(sum(n), 0) FROM {staging}) FROM {prod}")
-# The bits set in a bigint, in SQL every version has (bit_count is PostgreSQL 14's).
-_ONES = sql.SQL("length(replace(recent::bit(64)::text, '0', ''))")
+# The bits set in a bigint: bit_count from PostgreSQL 14 on (a sixth of the cost), before it
+# through the bits' text.
+_ONES = sql.SQL("bit_count(recent::bit(64))")
+_ONES_BEFORE_14 = sql.SQL("length(replace(recent::bit(64)::text, '0', ''))")
 # Prod's summary is read into a spool while staging computes its own, so that both servers scan
 # at once; held in memory up to this size, in a temporary file beyond it.
 SPOOL_MEMORY = 32 * 2**20
@@ -338,7 +340,8 @@ def _spooled(link: Link, name: sql.Identifier, spool) -> None:
 
 def _totals(link: Link, ranges: Ranges, names: tuple[sql.Identifier, sql.Identifier]) -> tuple[int, int]:
     with link.target.cursor() as cur:
-        cur.execute(_TOTALS.format(recent=_ONES if ranges.exact else sql.SQL("recent"), staging=names[1],
+        ones = _ONES if link.target.info.server_version >= 140000 else _ONES_BEFORE_14
+        cur.execute(_TOTALS.format(recent=ones if ranges.exact else sql.SQL("recent"), staging=names[1],
                                    prod=names[0]))
         ranges.count, n_recent, total, ranges.target_rows = cur.fetchone()
     return int(n_recent), int(total)
