@@ -9,6 +9,7 @@ RESTART), so the target is exactly as it was.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 from psycopg2 import sql
@@ -50,7 +51,11 @@ def connect(run: SyncRun) -> None:
 
 
 def read_catalogs(run: SyncRun) -> None:
-    run.source_catalog, run.target_catalog = read_catalog(run.source), read_catalog(run.target)
+    """Both at once, each on its own session: a schema of a thousand tables takes each a while."""
+    with ThreadPoolExecutor(1, thread_name_prefix="dbsync-catalog") as pool:
+        target = pool.submit(read_catalog, run.target)
+        run.source_catalog = read_catalog(run.source)
+        run.target_catalog = target.result()
 
 
 def plan(run: SyncRun) -> None:
