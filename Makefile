@@ -30,10 +30,7 @@ lint: $(STAMP) ## ruff, and the layers of backend/ (scripts/check_layers.py: no 
 demo: $(STAMP) ## reproduce the staging bug and fix it, end to end, on an embedded PostgreSQL
 	$(PY) -m localdev.demo
 
-# Each timed db-sync run starts a fresh interpreter: its modules are compiled once, first, as an
-# install compiles them, not from source in every run (where PYTHONDONTWRITEBYTECODE keeps none).
 bench: $(STAMP) ## benchmarks, printed as ratios against the stock tools
-	$(PY) -m compileall -q backend
 	$(PY) -m benchmarks
 
 migrate: $(STAMP) ## apply backend/app/migrations to DATABASE_URL
